@@ -1,0 +1,28 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    venv + install + the main job on the embedded default (offline, CPU)
+#   make test   venv + install + the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: setup run test lint slow
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: here it is a local CPU wheel; unpinned it would pull GBs of CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: setup
+	$(PY) -m medqa.train $(ARGS)
+
+test: setup
+	$(VENV)/bin/ruff check medqa tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider
+
+slow: setup
+	$(PY) -m pytest -q -m slow

@@ -1,0 +1,207 @@
+"""One fine-tuning run: data -> base model -> LoRA SFT with TRL -> adapter, with the probes answered at
+every eval beside the loss. Takes plain settings; the Hydra entrypoint is medqa.train."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from medqa.data import DataSettings, build_datasets, validate_mix
+from medqa.generation import DecodingSettings, generation_config
+from medqa.modeling import (
+    LoraSettings,
+    ModelSettings,
+    QuantSettings,
+    adapter_report,
+    count_parameters,
+    load_base,
+    lora_config,
+)
+from medqa.probes import EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
+from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
+
+# Files that mean a folder already holds a run: never written into twice.
+RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: float = 1
+    max_steps: int = -1
+    lr: float = 1e-3
+    per_device_batch: int = 8
+    grad_accum: int = 1
+    warmup_steps: int = 5
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_length: int = 512
+    eval_steps: int = 30
+    logging_steps: int = 5
+    save_steps: int = 30
+    save_total_limit: int = 3
+    optim: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    model: ModelSettings
+    quant: QuantSettings
+    lora: LoraSettings
+    data: DataSettings
+    train: TrainSettings
+    decoding: DecodingSettings
+    tracking: TrackingSettings
+    probes: list[Probe]
+
+
+def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
+    """TRL SFTConfig from plain training settings."""
+    from trl import SFTConfig
+
+    if train.precision not in {"fp32", "bf16", "fp16"}:
+        raise ValueError(f"train.precision={train.precision!r}: expected fp32, bf16 or fp16")
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.lr,
+        per_device_train_batch_size=train.per_device_batch,
+        per_device_eval_batch_size=train.per_device_batch,
+        gradient_accumulation_steps=train.grad_accum,
+        warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler,
+        weight_decay=train.weight_decay,
+        max_length=train.max_length,
+        eval_strategy="steps",
+        eval_steps=train.eval_steps,
+        eval_on_start=True,  # eval loss and probe answers of the base model, at step 0
+        logging_steps=train.logging_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        optim=train.optim,
+        gradient_checkpointing=train.gradient_checkpointing,
+        bf16=train.precision == "bf16",  # TRL defaults to bf16=True, which fails on CPU
+        fp16=train.precision == "fp16",
+        seed=train.seed,
+        data_seed=train.seed,
+        report_to=report_to,
+        dataset_num_proc=None,
+    )
+
+
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that already holds a run: nothing a user made is overwritten."""
+    taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+    if taken:
+        raise FileExistsError(f"{run_dir} already holds a run ({', '.join(taken)}); choose a new run dir")
+
+
+def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_callbacks: list | None = None) -> dict:
+    """Train, probe at every eval, save the adapter; return the run summary (also written to run.json).
+    `extra_callbacks` are more transformers TrainerCallbacks (tests use one to watch the weights)."""
+    from trl import SFTTrainer
+
+    started = time.time()
+    # Cheap checks first: a bad mix or run dir fails before any data or model is loaded.
+    validate_mix(settings.data)
+    check_fresh_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    train_ds, eval_ds, data_counts = build_datasets(settings.data)
+    model, tokenizer, model_path = load_base(settings.model, settings.quant)
+    gen_config = generation_config(settings.decoding, tokenizer)
+
+    run = start_run(settings.tracking, run_dir, logged_config)
+    try:
+        recorder = ProbeRecorder(
+            settings.probes,
+            settings.data.system_prompt,
+            gen_config,
+            run_dir / "probes.jsonl",
+            run,
+            seed=settings.decoding.seed,
+        )
+        report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config(settings.train, run_dir / "checkpoints", report_to),
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            peft_config=lora_config(settings.lora),
+            callbacks=[ProbeCallback(recorder), EvalAtEndCallback(), *(extra_callbacks or [])],
+        )
+        trainable, total = count_parameters(trainer.model)
+        run.summary.update({"params/trainable": trainable, "params/total": total})
+        trainer.train()
+
+        adapter_dir = run_dir / "adapter"
+        trainer.save_model(str(adapter_dir))
+        trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+        adapter = adapter_report(adapter_dir)
+        summary = {
+            "run_dir": str(run_dir),
+            "wandb_dir": str(wandb_run_dir(run) or ""),
+            "base_model": model_path,
+            "adapter_dir": str(adapter_dir),
+            **{k: v for k, v in adapter.items() if k != "adapter_non_lora_tensors"},
+            "params_trainable": trainable,
+            "params_total": total,
+            "data": data_counts,
+            "evals": eval_table(trainer.state.log_history, recorder),
+            "global_step": trainer.state.global_step,
+            "seconds": round(time.time() - started, 1),
+            "settings": asdict(settings),
+            "versions": _versions(),
+        }
+        final = summary["evals"][-1]
+        summary["final_eval_loss"] = final["eval_loss"]
+        summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]
+        run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
+        (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+    finally:
+        run.finish()
+
+
+def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:
+    """One row per eval: step, latest train loss, eval loss, token accuracy, probe EOS rate."""
+    rows, train_loss = [], None
+    for entry in log_history:
+        if "loss" in entry:
+            train_loss = entry["loss"]
+        if "eval_loss" in entry:
+            step = entry["step"]
+            rows.append(
+                {
+                    "step": step,
+                    "train_loss": train_loss if step > 0 else None,
+                    "eval_loss": entry["eval_loss"],
+                    "mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
+                    "probe_eos_rate": recorder.eos_rate(step),
+                    "probe_quality": None,  # filled in by the quality metrics (issue "quality")
+                }
+            )
+    return rows
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+    }

@@ -1,0 +1,88 @@
+"""Decoding settings -> `transformers.GenerationConfig`, and batched chat generation that records
+whether each answer stopped at end of turn or ran into the token limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from medqa.tokenizer import EOT
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    do_sample: bool = False
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0  # sampling is seeded, so the same config gives the same text
+    eos_tokens: list[str] = field(default_factory=lambda: [EOT])
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    n_tokens: int  # generated tokens, end-of-turn token excluded
+    stopped_eos: bool  # False: the answer ran into max_new_tokens
+
+
+def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """Build the GenerationConfig; end of turn must stop generation and padding must not."""
+    if EOT not in settings.eos_tokens:
+        raise ValueError(f"decoding.eos_tokens={list(settings.eos_tokens)} must include {EOT}")
+    if settings.max_new_tokens <= 0:
+        raise ValueError(f"decoding.max_new_tokens={settings.max_new_tokens}: must be > 0")
+    eos_ids = []
+    for token in settings.eos_tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            raise ValueError(f"decoding.eos_tokens: {token!r} is not a token of this tokenizer")
+        eos_ids.append(token_id)
+    if tokenizer.pad_token_id in eos_ids:
+        raise ValueError("decoding.eos_tokens contains the pad token: padding would end every answer")
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+    return GenerationConfig(
+        do_sample=settings.do_sample,
+        max_new_tokens=settings.max_new_tokens,
+        repetition_penalty=settings.repetition_penalty,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        eos_token_id=eos_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        **sampling,
+    )
+
+
+def generate_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[dict]],
+    config: GenerationConfig,
+    seed: int = 0,
+) -> list[Answer]:
+    """Answer a batch of chats (left-padded, one generate call) without touching the caller's RNG state."""
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    # The template already emits BOS: tokenizing with special tokens would double it.
+    batch = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    batch = batch.to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        cuda = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.manual_seed(seed)
+            out = model.generate(**batch, generation_config=config)
+    finally:
+        model.train(was_training)
+    eos_ids = set(config.eos_token_id)
+    answers = []
+    for row in out[:, batch["input_ids"].shape[1] :].tolist():
+        stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
+        ids = row if stop is None else row[:stop]
+        # Special tokens are kept in the text: a leaked chat header is a failure worth seeing.
+        answers.append(Answer(tokenizer.decode(ids, skip_special_tokens=False), len(ids), stop is not None))
+    return answers

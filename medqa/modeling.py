@@ -1,0 +1,148 @@
+"""The base model, its tokenizer's pad token, quantization, and the LoRA configuration built from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from medqa.build_base import TinyRecipe, ensure_base
+from medqa.tokenizer import EOT
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    source: str = "embedded"  # embedded: built by medqa.build_base | hub: hub id or local folder
+    name_or_path: str = "tiny"
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    pad_token: str = "<|finetune_right_pad_id|>"
+    trust_remote_code: bool = False
+    recipe: TinyRecipe | None = None
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    load_in_4bit: bool = False
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+def resolve_model_path(settings: ModelSettings) -> str:
+    """Folder or hub id the weights load from; builds the embedded model on first use."""
+    if settings.source == "embedded":
+        if settings.recipe is None:
+            raise ValueError("model.source=embedded needs model.recipe (see conf/model/tiny.yaml)")
+        return str(ensure_base(settings.recipe))
+    if settings.source == "hub":
+        return settings.name_or_path
+    raise ValueError(f"model.source={settings.source!r}: expected 'embedded' or 'hub'")
+
+
+def load_tokenizer(path: str, settings: ModelSettings) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with the configured existing pad token (never a new token: no embedding resize)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=settings.trust_remote_code)
+    pad_id = tokenizer.convert_tokens_to_ids(settings.pad_token)
+    if pad_id is None or pad_id == tokenizer.unk_token_id:
+        raise ValueError(
+            f"model.pad_token={settings.pad_token!r} is not a token of {path}; pick one the tokenizer has "
+            "(Llama 3.2: <|finetune_right_pad_id|>)"
+        )
+    tokenizer.pad_token = settings.pad_token
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id == tokenizer.convert_tokens_to_ids(EOT):
+        raise ValueError("pad token equals <|eot_id|>: the model could never learn to stop")
+    return tokenizer
+
+
+def quantization_config(quant: QuantSettings):
+    """A bitsandbytes 4-bit config for QLoRA, or None."""
+    if not quant.load_in_4bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, quant.compute_dtype),
+    )
+
+
+def load_base(settings: ModelSettings, quant: QuantSettings) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """Load (model, tokenizer, path) the same way for the embedded model and for hub models."""
+    path = resolve_model_path(settings)
+    try:
+        tokenizer = load_tokenizer(path, settings)
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=getattr(torch, settings.dtype),
+            attn_implementation=settings.attn_implementation,
+            quantization_config=quantization_config(quant),
+            trust_remote_code=settings.trust_remote_code,
+            use_safetensors=True,  # never unpickle weights
+        )
+    except OSError as err:
+        if settings.source == "hub" and not Path(path).exists():
+            raise OSError(
+                f"could not load model.name_or_path={path!r} (no network or no access?). Download it where "
+                f"the hub is reachable and point model.name_or_path at the local folder. Cause: {err}"
+            ) from err
+        raise
+    if quant.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, path
+
+
+def lora_config(settings: LoraSettings):
+    """PEFT LoraConfig for a causal LM from plain settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def adapter_report(adapter_dir: Path) -> dict:
+    """Size and tensor names of a saved adapter; fails if it holds embeddings or an LM head."""
+    from safetensors import safe_open
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    with safe_open(weights, framework="pt") as f:
+        keys = list(f.keys())
+    offending = [k for k in keys if "embed_tokens" in k or "lm_head" in k]
+    if offending:
+        raise RuntimeError(f"{weights} holds {len(offending)} embedding/lm_head tensors, e.g. {offending[0]}")
+    non_lora = [k for k in keys if "lora_A" not in k and "lora_B" not in k]
+    return {
+        "adapter_bytes": weights.stat().st_size,
+        "adapter_tensors": len(keys),
+        "adapter_non_lora_tensors": non_lora,
+    }

@@ -1,0 +1,146 @@
+"""The whole run at tiny size: real TRL + PEFT training of the embedded model, probes, W&B offline files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import TrainerCallback
+
+from medqa.config import settings_from_cfg
+from medqa.finetune import finetune
+from medqa.tracking import read_offline_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WeightWatcher(TrainerCallback):
+    """Snapshots every parameter at the start and end of training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(compose, base_dir, tmp_path_factory):
+    cfg = compose(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    watcher = WeightWatcher()
+    summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
+    return summary, run_dir, watcher
+
+
+def test_loss_is_finite_and_falls(smoke_run):
+    summary, run_dir, _ = smoke_run
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0]
+    evals = [e["eval_loss"] for e in summary["evals"]]
+    assert [e["step"] for e in summary["evals"]] == [0, 3, 6]
+    assert evals[-1] < evals[0]
+
+
+def test_only_lora_weights_changed(smoke_run):
+    _, _, watcher = smoke_run
+    changed = {n for n in watcher.before if not torch.equal(watcher.before[n], watcher.after[n])}
+    lora = {n for n in watcher.before if "lora_" in n}
+    assert changed, "nothing trained"
+    assert changed <= lora, f"non-LoRA weights changed: {sorted(changed - lora)[:3]}"
+    assert any("lora_B" in n for n in changed) and any("mlp" in n for n in changed)  # attn_mlp targets
+
+
+def test_adapter_holds_only_lora_tensors(smoke_run):
+    from safetensors import safe_open
+
+    summary, run_dir, _ = smoke_run
+    with safe_open(run_dir / "adapter" / "adapter_model.safetensors", framework="pt") as f:
+        keys = list(f.keys())
+    assert keys and all("lora_A" in k or "lora_B" in k for k in keys)
+    assert summary["adapter_bytes"] == (run_dir / "adapter" / "adapter_model.safetensors").stat().st_size
+    # 4 layers x 7 targets x (A, B)
+    assert summary["adapter_tensors"] == 4 * 7 * 2
+
+
+def test_probes_recorded_at_step0_and_every_eval(smoke_run):
+    _, run_dir, _ = smoke_run
+    rows = [json.loads(line) for line in (run_dir / "probes.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 * (2 + 1)
+    assert sorted({r["step"] for r in rows}) == [0, 3, 6]
+    for r in rows:
+        assert r["n_tokens"] <= 48 and isinstance(r["stopped_eos"], bool)
+        assert r["stopped_eos"] or r["n_tokens"] == 48
+    assert any(r["answer"].strip() for r in rows)
+
+
+def test_run_dir_holds_the_run(smoke_run):
+    summary, run_dir, _ = smoke_run
+    for name in ("run.json", "trainer_state.json", "probes.jsonl", "adapter/adapter_config.json"):
+        assert (run_dir / name).exists(), name
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["final_eval_loss"] == summary["final_eval_loss"]
+
+
+def test_wandb_offline_run_reads_back(smoke_run):
+    summary, _, _ = smoke_run
+    run = read_offline_run(Path(summary["wandb_dir"]))
+    keys = set().union(*run["history"])
+    for key in (
+        "train/loss",
+        "eval/loss",
+        "train/mean_token_accuracy",
+        "eval/mean_token_accuracy",
+        "train/entropy",
+        "train/num_tokens",
+        "probes/eos_rate",
+    ):
+        assert key in keys, key
+    tables = [h["probes/answers"] for h in run["history"] if "probes/answers" in h]
+    assert len(tables) == 3 and all(t["_type"] == "table-file" for t in tables)
+    last = json.loads((Path(summary["wandb_dir"]) / "files" / tables[-1]["path"]).read_text())
+    assert len(last["data"]) == 15 and last["columns"][:4] == ["step", "probe_id", "question", "answer"]
+    wide = [h["probes/side_by_side"] for h in run["history"] if "probes/side_by_side" in h][-1]
+    wide_rows = json.loads((Path(summary["wandb_dir"]) / "files" / wide["path"]).read_text())
+    assert wide_rows["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"]
+    assert run["config"]["lora"]["value"]["target_modules"][-1] == "down_proj"
+
+
+def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose):
+    _, run_dir, _ = smoke_run
+    before = sorted(p.name for p in run_dir.iterdir())
+    cfg = compose(["train=smoke"])
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        finetune(settings_from_cfg(cfg), run_dir, {})
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_cli_main_job_prints_summary(base_dir, tmp_path):
+    run_dir = tmp_path / "cli"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medqa.train",
+            "train=smoke",
+            "data.total=80",
+            "decoding.max_new_tokens=16",
+            "tracking=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "eval loss" in out.stdout and f"run dir:      {run_dir}" in out.stdout
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "run.json").exists()
