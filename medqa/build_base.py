@@ -1,10 +1,9 @@
 """Build the embedded base model (`model=tiny`): a small LlamaForCausalLM with a Llama-3-style tokenizer,
 briefly pretrained (full weights) on plain text rendered from the shipped knowledge table.
 
-The pretraining text is textbook prose plus forum- and encyclopedia-style pages rendered afresh (another
-seed, every shipped row removed), as plain documents without the chat format: like a real base model it
-has read text of the kind it will be tuned on, but never the fine-tuning rows themselves nor a chat turn.
-Fine-tuning is what teaches it to answer in turns and to stop.
+The pretraining text is textbook prose plus forum- and encyclopedia-style QA rendered afresh (another seed,
+every shipped row removed) as chats: like Llama-3.2-3B-Instruct for the seed, the base already answers in
+turns, having read text of the kind it will be tuned on but never the fine-tuning rows themselves.
 The result is cached on disk under a key made of the recipe and the shipped text, and built on first use.
 
     python -m medqa.build_base            # build (or find) the default recipe, print where it lives
@@ -124,21 +123,30 @@ def _qa_text(row: dict) -> str:
     return f"{row['input']}\n\n{row['output']}"
 
 
+def _chat(row: dict) -> list[dict]:
+    return [
+        {"role": "system", "content": row["instruction"]},
+        {"role": "user", "content": row["input"]},
+        {"role": "assistant", "content": row["output"]},
+    ]
+
+
 def shipped_qa_texts() -> list[str]:
     """The shipped fine-tuning rows as plain text (question, blank line, answer)."""
     return [_qa_text(json.loads(line)) for path in QA_FILES for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def pretraining_documents(knowledge: list[dict], seed: int, variants: int) -> list[str]:
-    """Textbook prose plus freshly rendered QA pages that are not among the shipped rows."""
+def pretraining_documents(knowledge: list[dict], seed: int, variants: int) -> tuple[list[str], list[list[dict]]]:
+    """(prose, chats): textbook paragraphs, and QA rows rendered afresh as chats, none of them a shipped row.
+
+    The chats make the base an instruct-style model, as Llama-3.2-3B-Instruct is for the seed: it already
+    answers in turns at step 0, and fine-tuning adapts it to the mix rather than teaching the format."""
     from medqa.embedded_corpus import chatdoctor_rows, wikidoc_rows
 
     rng = random.Random(f"pretrain:{seed}")  # not the corpus generator's seed: other renderings
     shipped = set(shipped_qa_texts())
-    fresh = [_qa_text(r) for r in chatdoctor_rows(knowledge, rng) + wikidoc_rows(knowledge, rng)]
-    docs = textbook_documents(knowledge, rng, variants) + [t for t in fresh if t not in shipped]
-    rng.shuffle(docs)
-    return docs
+    fresh = [r for r in chatdoctor_rows(knowledge, rng) + wikidoc_rows(knowledge, rng) if _qa_text(r) not in shipped]
+    return textbook_documents(knowledge, rng, variants), [_chat(r) for r in fresh]
 
 
 def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
@@ -151,14 +159,17 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     from medqa.tokenizer import END_OF_TEXT, EOT, train_tokenizer
 
     started = time.time()
-    docs = pretraining_documents(load_knowledge(KNOWLEDGE_FILE), recipe.seed, recipe.textbook_variants)
+    prose, chats = pretraining_documents(load_knowledge(KNOWLEDGE_FILE), recipe.seed, recipe.textbook_variants)
     # The vocabulary covers all shipped text, so fine-tuning data tokenizes as compactly as pretraining text.
-    tokenizer = train_tokenizer(docs + shipped_qa_texts(), recipe.vocab_size)
+    texts = prose + [m["content"] for chat in chats for m in chat] + shipped_qa_texts()
+    tokenizer = train_tokenizer(texts, recipe.vocab_size)
 
-    stream: list[int] = []
-    for doc in docs:
-        stream += [tokenizer.bos_token_id, *tokenizer(doc, add_special_tokens=False)["input_ids"]]
-        stream.append(tokenizer.convert_tokens_to_ids(END_OF_TEXT))
+    end_of_text = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    docs = [[tokenizer.bos_token_id, *tokenizer(d, add_special_tokens=False)["input_ids"], end_of_text] for d in prose]
+    # The chat template emits BOS itself and each chat ends on <|eot_id|>, as the model must learn to.
+    docs += [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"] for c in chats]
+    random.Random(recipe.seed).shuffle(docs)
+    stream = [token for doc in docs for token in doc]
     n_chunks = len(stream) // recipe.seq_len
     chunks = torch.tensor(stream[: n_chunks * recipe.seq_len]).view(n_chunks, recipe.seq_len)
 

@@ -21,6 +21,7 @@ from medqa.modeling import (
     lora_config,
 )
 from medqa.probes import EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
+from medqa.report import plot_run
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
@@ -62,6 +63,7 @@ class RunSettings:
 
 def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
     """TRL SFTConfig from plain training settings."""
+    import torch
     from trl import SFTConfig
 
     if train.precision not in {"fp32", "bf16", "fp16"}:
@@ -92,7 +94,7 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
         seed=train.seed,
         data_seed=train.seed,
         report_to=report_to,
-        dataset_num_proc=None,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning without a GPU only warns
     )
 
 
@@ -161,6 +163,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "settings": asdict(settings),
             "versions": _versions(),
         }
+        summary["plot"] = str(plot_run(trainer.state.log_history, summary["evals"], run_dir / "curves.png"))
         final = summary["evals"][-1]
         summary["final_eval_loss"] = final["eval_loss"]
         summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]

@@ -1,6 +1,9 @@
-"""Console report of a finished run: the per-eval table and where to look at the run."""
+"""What a finished run shows a person: the per-eval table on the console and a plot of loss beside
+what the probes did, saved in the run dir."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def _fmt(value, spec: str) -> str:
@@ -20,6 +23,36 @@ def format_eval_table(evals: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_run(log_history: list[dict], evals: list[dict], path: Path) -> Path:
+    """Loss curves on the left; token accuracy and the probes' EOS rate (and quality) on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    if train:
+        left.plot(*zip(*train, strict=True), label="train loss", alpha=0.7)
+    left.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="eval loss")
+    left.set(xlabel="step", ylabel="loss", title="Loss")
+    left.legend()
+    for key, label in [
+        ("mean_token_accuracy", "eval token accuracy"),
+        ("probe_eos_rate", "probes stopped at EOS"),
+        ("probe_quality", "probe quality"),
+    ]:
+        points = [(e["step"], e[key]) for e in evals if e.get(key) is not None]
+        if points:
+            right.plot(*zip(*points, strict=True), "o-", label=label)
+    right.set(xlabel="step", ylim=(-0.02, 1.02), title="What the answers did")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def print_run_summary(summary: dict) -> None:
     print()
     print(format_eval_table(summary["evals"]))
@@ -28,7 +61,7 @@ def print_run_summary(summary: dict) -> None:
         f"adapter {summary['adapter_bytes'] / 1e6:.2f} MB ({summary['adapter_tensors']} LoRA tensors, "
         f"{summary['params_trainable']:,} of {summary['params_total']:,} params trainable)"
     )
-    print(f"run dir:      {summary['run_dir']}  (run.json, probes.jsonl, adapter/, .hydra/)")
+    print(f"run dir:      {summary['run_dir']}  (run.json, probes.jsonl, curves.png, adapter/, .hydra/)")
     if summary["wandb_dir"]:
         print(f"W&B offline:  {summary['wandb_dir']}")
         print(f"  look:       wandb leet {summary['wandb_dir']}")

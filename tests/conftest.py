@@ -1,30 +1,50 @@
-"""Shared fixtures: the real conf/ composed with Hydra's compose API, and the embedded base model
-(built once into the real cache, as `make run` would)."""
+"""Shared fixtures: the real conf/ composed with Hydra's compose API, shrunk for tests, and an embedded
+base model built by the real builder into a fresh cache (so every test session exercises the build)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
+# A cache of this session's own; subprocesses (the CLI test) inherit it.
+os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
+
+# The same recipe with a short pretraining: the build path is the real one, in ~20 s instead of ~2 min.
+TEST_OVERRIDES = ["model.recipe.pretrain_steps=40"]
+
+
+@pytest.fixture(scope="session")
+def shrink_overrides():
+    return list(TEST_OVERRIDES)
 
 
 @pytest.fixture(scope="session")
 def compose():
+    """conf/config.yaml composed as a user's command line would, plus `overrides`."""
     from medqa.config import compose_config
 
-    return compose_config
+    return lambda overrides=(): compose_config(list(overrides))
 
 
 @pytest.fixture(scope="session")
-def base_dir(compose):
+def compose_small():
+    """The same, with the embedded model's pretraining shortened: for tests that build or train."""
+    from medqa.config import compose_config
+
+    return lambda overrides=(): compose_config([*TEST_OVERRIDES, *overrides])
+
+
+@pytest.fixture(scope="session")
+def base_dir(compose_small):
     from medqa.build_base import ensure_base
     from medqa.config import tiny_recipe
 
-    return ensure_base(tiny_recipe(compose([]).model))
+    return ensure_base(tiny_recipe(compose_small().model))
 
 
 @pytest.fixture(scope="session")

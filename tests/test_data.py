@@ -63,8 +63,8 @@ def test_bad_mix_is_rejected(data_settings, mix, message):
 
 
 def test_source_too_small_names_the_shortfall(data_settings):
-    with pytest.raises(ValueError, match=r"data.mix.wikidoc=0.5 asks for 50000 rows, source has \d+"):
-        build_datasets(dataclasses.replace(data_settings, total=100000, mix={"chatdoctor": 0.5, "wikidoc": 0.5}))
+    with pytest.raises(ValueError, match=r"data.mix.chatdoctor=0.9 asks for 1800 rows, source has 940"):
+        build_datasets(dataclasses.replace(data_settings, total=2000, mix={"chatdoctor": 0.9, "wikidoc": 0.1}))
 
 
 def test_missing_file_and_unreachable_hub_are_clear(data_settings):

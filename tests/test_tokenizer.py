@@ -54,5 +54,5 @@ def test_text_round_trips(tokenizer):
 
 def test_base_model_build_is_recorded(base_dir):
     info = json.loads((base_dir / "build_info.json").read_text())
-    assert info["final_loss"] < info["first_loss"] / 2
+    assert info["final_loss"] < info["first_loss"] - 1  # even the shortened test build learns
     assert (base_dir / "model.safetensors").exists()

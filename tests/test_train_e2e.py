@@ -21,18 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WeightWatcher(TrainerCallback):
-    """Snapshots every parameter at the start and end of training."""
+    """Snapshots every parameter at the start and end of training, and the first training batch."""
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.batch = next(iter(train_dataloader))
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
 @pytest.fixture(scope="module")
-def smoke_run(compose, base_dir, tmp_path_factory):
-    cfg = compose(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
+def smoke_run(compose_small, base_dir, tmp_path_factory):
+    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     watcher = WeightWatcher()
     summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
@@ -44,10 +45,23 @@ def test_loss_is_finite_and_falls(smoke_run):
     history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
-    assert losses[-1] < losses[0]
     evals = [e["eval_loss"] for e in summary["evals"]]
     assert [e["step"] for e in summary["evals"]] == [0, 3, 6]
     assert evals[-1] < evals[0]
+
+
+def test_loss_falls_on_the_answer_only_and_includes_end_of_turn(smoke_run, tokenizer):
+    _, _, watcher = smoke_run
+    ids, labels = watcher.batch["input_ids"], watcher.batch["labels"]
+    header = tokenizer("<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"]
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    for row_ids, row_labels in zip(ids.tolist(), labels.tolist(), strict=True):
+        trained = [i for i, label in enumerate(row_labels) if label != -100]
+        start = next(i for i in range(len(row_ids)) if row_ids[i : i + len(header)] == header) + len(header)
+        assert trained[0] == start, "loss must start right after the assistant header"
+        assert trained == list(range(start, trained[-1] + 1)), "the answer is trained as one contiguous span"
+        assert row_ids[trained[-1]] == eot, "the end-of-turn token is trained, so the model learns to stop"
+        assert row_ids[trained[-1] + 1 :] == [tokenizer.pad_token_id] * (len(row_ids) - trained[-1] - 1)
 
 
 def test_only_lora_weights_changed(smoke_run):
@@ -84,7 +98,7 @@ def test_probes_recorded_at_step0_and_every_eval(smoke_run):
 
 def test_run_dir_holds_the_run(smoke_run):
     summary, run_dir, _ = smoke_run
-    for name in ("run.json", "trainer_state.json", "probes.jsonl", "adapter/adapter_config.json"):
+    for name in ("run.json", "trainer_state.json", "probes.jsonl", "curves.png", "adapter/adapter_config.json"):
         assert (run_dir / name).exists(), name
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["final_eval_loss"] == summary["final_eval_loss"]
@@ -104,32 +118,34 @@ def test_wandb_offline_run_reads_back(smoke_run):
         "probes/eos_rate",
     ):
         assert key in keys, key
-    tables = [h["probes/answers"] for h in run["history"] if "probes/answers" in h]
-    assert len(tables) == 3 and all(t["_type"] == "table-file" for t in tables)
-    last = json.loads((Path(summary["wandb_dir"]) / "files" / tables[-1]["path"]).read_text())
+    # wandb flattens a logged table into dotted keys of the history row
+    tables = [h for h in run["history"] if "probes/answers.path" in h]
+    assert len(tables) == 3 and all(t["probes/answers._type"] == "table-file" for t in tables)
+    files = Path(summary["wandb_dir"]) / "files"
+    last = json.loads((files / tables[-1]["probes/answers.path"]).read_text())
     assert len(last["data"]) == 15 and last["columns"][:4] == ["step", "probe_id", "question", "answer"]
-    wide = [h["probes/side_by_side"] for h in run["history"] if "probes/side_by_side" in h][-1]
-    wide_rows = json.loads((Path(summary["wandb_dir"]) / "files" / wide["path"]).read_text())
-    assert wide_rows["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"]
-    assert run["config"]["lora"]["value"]["target_modules"][-1] == "down_proj"
+    wide = json.loads((files / tables[-1]["probes/side_by_side.path"]).read_text())
+    assert wide["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"] and len(wide["data"]) == 5
+    assert run["config"]["lora"]["target_modules"][-1] == "down_proj"  # the resolved Hydra config
 
 
-def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose):
+def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose_small):
     _, run_dir, _ = smoke_run
     before = sorted(p.name for p in run_dir.iterdir())
-    cfg = compose(["train=smoke"])
+    cfg = compose_small(["train=smoke"])
     with pytest.raises(FileExistsError, match="already holds a run"):
         finetune(settings_from_cfg(cfg), run_dir, {})
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_cli_main_job_prints_summary(base_dir, tmp_path):
+def test_cli_main_job_prints_summary(base_dir, tmp_path, shrink_overrides):
     run_dir = tmp_path / "cli"
     out = subprocess.run(
         [
             sys.executable,
             "-m",
             "medqa.train",
+            *shrink_overrides,
             "train=smoke",
             "data.total=80",
             "decoding.max_new_tokens=16",
