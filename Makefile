@@ -21,7 +21,7 @@ run: setup
 	$(PY) -m medqa.train $(ARGS)
 
 test: setup
-	$(VENV)/bin/ruff check medqa tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 slow: setup
