@@ -142,7 +142,9 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         )
         trainable, total = count_parameters(trainer.model)
         run.summary.update({"params/trainable": trainable, "params/total": total})
+        train_started = time.time()
         trainer.train()
+        train_seconds = time.time() - train_started
 
         adapter_dir = run_dir / "adapter"
         trainer.save_model(str(adapter_dir))
@@ -159,7 +161,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "data": data_counts,
             "evals": eval_table(trainer.state.log_history, recorder),
             "global_step": trainer.state.global_step,
-            "seconds": round(time.time() - started, 1),
+            "train_seconds": round(train_seconds, 1),  # training with its evals and probes
+            "seconds": round(time.time() - started, 1),  # the whole run, base model build included
             "settings": asdict(settings),
             "versions": _versions(),
         }

@@ -46,7 +46,7 @@ def plot_run(log_history: list[dict], evals: list[dict], path: Path) -> Path:
         if points:
             right.plot(*zip(*points, strict=True), "o-", label=label)
     right.set(xlabel="step", ylim=(-0.02, 1.02), title="What the answers did")
-    right.legend()
+    right.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -57,7 +57,7 @@ def print_run_summary(summary: dict) -> None:
     print()
     print(format_eval_table(summary["evals"]))
     print(
-        f"\n{summary['global_step']} steps in {summary['seconds']} s; "
+        f"\n{summary['global_step']} steps in {summary['train_seconds']} s (run {summary['seconds']} s); "
         f"adapter {summary['adapter_bytes'] / 1e6:.2f} MB ({summary['adapter_tensors']} LoRA tensors, "
         f"{summary['params_trainable']:,} of {summary['params_total']:,} params trainable)"
     )
