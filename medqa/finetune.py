@@ -121,6 +121,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     gen_config = generation_config(settings.decoding, tokenizer)
 
     run = start_run(settings.tracking, run_dir, logged_config)
+    finished = False
     try:
         recorder = ProbeRecorder(
             settings.probes,
@@ -155,7 +156,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "wandb_dir": str(wandb_run_dir(run) or ""),
             "base_model": model_path,
             "adapter_dir": str(adapter_dir),
-            **{k: v for k, v in adapter.items() if k != "adapter_non_lora_tensors"},
+            **adapter,
             "params_trainable": trainable,
             "params_total": total,
             "data": data_counts,
@@ -172,9 +173,10 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]
         run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
         (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+        finished = True
         return summary
     finally:
-        run.finish()
+        run.finish(exit_code=0 if finished else 1)  # a crashed run is marked failed, and a multirun goes on
 
 
 def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:

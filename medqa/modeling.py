@@ -140,9 +140,4 @@ def adapter_report(adapter_dir: Path) -> dict:
     offending = [k for k in keys if "embed_tokens" in k or "lm_head" in k]
     if offending:
         raise RuntimeError(f"{weights} holds {len(offending)} embedding/lm_head tensors, e.g. {offending[0]}")
-    non_lora = [k for k in keys if "lora_A" not in k and "lora_B" not in k]
-    return {
-        "adapter_bytes": weights.stat().st_size,
-        "adapter_tensors": len(keys),
-        "adapter_non_lora_tensors": non_lora,
-    }
+    return {"adapter_bytes": weights.stat().st_size, "adapter_tensors": len(keys)}
