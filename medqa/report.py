@@ -3,6 +3,7 @@ what the probes did, saved in the run dir."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -63,6 +64,7 @@ def print_run_summary(summary: dict) -> None:
     )
     print(f"run dir:      {summary['run_dir']}  (run.json, probes.jsonl, curves.png, adapter/, .hydra/)")
     if summary["wandb_dir"]:
+        wandb_cli = Path(sys.executable).with_name("wandb")  # the one installed beside this Python
         print(f"W&B offline:  {summary['wandb_dir']}")
-        print(f"  look:       wandb leet {summary['wandb_dir']}")
-        print(f"  upload:     wandb sync {summary['wandb_dir']}")
+        print(f"  look:       {wandb_cli} leet {summary['wandb_dir']}")
+        print(f"  upload:     {wandb_cli} sync {summary['wandb_dir']}")
