@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medqa.data import DataSettings, build_datasets, validate_mix
+from medqa.data import DataSettings, build_datasets
 from medqa.generation import DecodingSettings, generation_config
 from medqa.modeling import (
     LoraSettings,
@@ -111,8 +111,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     from trl import SFTTrainer
 
     started = time.time()
-    # Cheap checks first: a bad mix or run dir fails before any data or model is loaded.
-    validate_mix(settings.data)
+    # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
+    # before it reads a source.
     check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -68,13 +68,12 @@ class ProbeRecorder:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
         long, wide = probe_tables(self.rows)
-        eos_rate = sum(r["stopped_eos"] for r in rows) / len(rows)
         mean_tokens = sum(r["n_tokens"] for r in rows) / len(rows)
         self.run.log(
             {
                 "probes/answers": long,
                 "probes/side_by_side": wide,
-                "probes/eos_rate": eos_rate,
+                "probes/eos_rate": self.eos_rate(step),
                 "probes/mean_tokens": mean_tokens,
                 "train/global_step": step,
             }
