@@ -98,6 +98,31 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
     )
 
 
+def build_trainer(
+    model,
+    tokenizer,
+    train_ds,
+    eval_ds,
+    train: TrainSettings,
+    lora: LoraSettings,
+    output_dir: Path,
+    report_to: str,
+    callbacks: list | None = None,
+):
+    """The one place a TRL SFTTrainer with a PEFT adapter is built (the harness and the benchmarks use it)."""
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=model,
+        args=sft_config(train, output_dir, report_to),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(lora),
+        callbacks=callbacks or [],
+    )
+
+
 def check_fresh_run_dir(run_dir: Path) -> None:
     """Refuse a folder that already holds a run: nothing a user made is overwritten."""
     taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
@@ -108,8 +133,6 @@ def check_fresh_run_dir(run_dir: Path) -> None:
 def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_callbacks: list | None = None) -> dict:
     """Train, probe at every eval, save the adapter; return the run summary (also written to run.json).
     `extra_callbacks` are more transformers TrainerCallbacks (tests use one to watch the weights)."""
-    from trl import SFTTrainer
-
     started = time.time()
     # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
     # before it reads a source.
@@ -132,13 +155,15 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             seed=settings.decoding.seed,
         )
         report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
-        trainer = SFTTrainer(
-            model=model,
-            args=sft_config(settings.train, run_dir / "checkpoints", report_to),
-            train_dataset=train_ds,
-            eval_dataset=eval_ds,
-            processing_class=tokenizer,
-            peft_config=lora_config(settings.lora),
+        trainer = build_trainer(
+            model,
+            tokenizer,
+            train_ds,
+            eval_ds,
+            settings.train,
+            settings.lora,
+            run_dir / "checkpoints",
+            report_to,
             callbacks=[ProbeCallback(recorder), EvalAtEndCallback(), *(extra_callbacks or [])],
         )
         trainable, total = count_parameters(trainer.model)
