@@ -46,6 +46,12 @@ class TrainSettings:
     optim: str = "adamw_torch"
     gradient_checkpointing: bool = False
     precision: str = "fp32"  # fp32 | bf16 | fp16
+    # Speed levers (benchmarks/RESULTS.md says what each gave on an H100): they change how a batch is computed,
+    # not which examples form it.
+    padding_free: bool = False  # each batch flattened into one row with position ids: no pad tokens computed
+    attn_implementation: str | None = None  # the attention kernel while training (e.g. flex_attention); None: model's
+    use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
+    torch_compile: bool = False
     seed: int = 42
 
 
@@ -61,8 +67,8 @@ class RunSettings:
     probes: list[Probe]
 
 
-def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
-    """TRL SFTConfig from plain training settings."""
+def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate: bool = True):
+    """TRL SFTConfig from plain training settings (`evaluate=False`: no evals and no checkpoints, for benchmarks)."""
     import torch
     from trl import SFTConfig
 
@@ -79,12 +85,17 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str):
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler,
         weight_decay=train.weight_decay,
-        max_length=train.max_length,
-        eval_strategy="steps",
+        # Padding-free batches are not truncated by TRL (it refuses max_length there): the data's token-length
+        # filter keeps every example within train.max_length instead.
+        max_length=None if train.padding_free else train.max_length,
+        padding_free=train.padding_free,
+        use_liger_kernel=train.use_liger,
+        torch_compile=train.torch_compile,
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=train.eval_steps,
-        eval_on_start=True,  # eval loss and probe answers of the base model, at step 0
+        eval_on_start=evaluate,  # eval loss and probe answers of the base model, at step 0
         logging_steps=train.logging_steps,
-        save_strategy="steps",
+        save_strategy="steps" if evaluate else "no",
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
         optim=train.optim,
@@ -108,13 +119,20 @@ def build_trainer(
     output_dir: Path,
     report_to: str,
     callbacks: list | None = None,
+    **sft_overrides,
 ):
-    """The one place a TRL SFTTrainer with a PEFT adapter is built (the harness and the benchmarks use it)."""
+    """The one place a TRL SFTTrainer with a PEFT adapter is built (the harness and the benchmarks use it).
+    With `eval_ds=None` nothing is evaluated or saved; `sft_overrides` set further SFTConfig fields."""
+    import dataclasses
+
     from trl import SFTTrainer
 
+    args = sft_config(train, output_dir, report_to, evaluate=eval_ds is not None)
+    if sft_overrides:
+        args = dataclasses.replace(args, **sft_overrides)
     return SFTTrainer(
         model=model,
-        args=sft_config(train, output_dir, report_to),
+        args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
@@ -140,7 +158,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     run_dir.mkdir(parents=True, exist_ok=True)
 
     train_ds, eval_ds, data_counts = build_datasets(settings.data)
-    model, tokenizer, model_path = load_base(settings.model, settings.quant)
+    model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
     gen_config = generation_config(settings.decoding, tokenizer)
 
     run = start_run(settings.tracking, run_dir, logged_config)

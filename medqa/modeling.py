@@ -80,15 +80,18 @@ def quantization_config(quant: QuantSettings):
     )
 
 
-def load_base(settings: ModelSettings, quant: QuantSettings) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
-    """Load (model, tokenizer, path) the same way for the embedded model and for hub models."""
+def load_base(
+    settings: ModelSettings, quant: QuantSettings, attn_implementation: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """Load (model, tokenizer, path) the same way for the embedded model and for hub models;
+    `attn_implementation` overrides the model setting (the training preset picks the kernel)."""
     path = resolve_model_path(settings)
     try:
         tokenizer = load_tokenizer(path, settings)
         model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=getattr(torch, settings.dtype),
-            attn_implementation=settings.attn_implementation,
+            attn_implementation=attn_implementation or settings.attn_implementation,
             quantization_config=quantization_config(quant),
             trust_remote_code=settings.trust_remote_code,
             use_safetensors=True,  # never unpickle weights

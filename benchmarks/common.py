@@ -1,0 +1,102 @@
+"""What the benchmarks share: named real model shapes with random weights (no download), chat examples of
+realistic length built from the embedded data through medqa's own data path, and the GPU's peak rate."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+# Real shapes (the models' config.json); weights are random: throughput does not depend on their values.
+SHAPES = {
+    "llama32_3b": dict(
+        hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
+        intermediate_size=8192, vocab_size=128256, head_dim=128, tie_word_embeddings=True,
+    ),
+    "llama32_1b": dict(
+        hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+        intermediate_size=8192, vocab_size=128256, head_dim=64, tie_word_embeddings=True,
+    ),
+    # A CPU-sized stand-in so the scripts can be tried without a GPU.
+    "toy": dict(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=256, vocab_size=4096, head_dim=32, tie_word_embeddings=True,
+    ),
+}  # fmt: skip
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Dense bf16 tensor-core peak from the datasheets (the MFU denominator the issue uses).
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def random_checkpoint(shape: str, root: Path) -> Path:
+    """Save (once) a Llama model of `shape` with random bf16 weights and a Llama-3-format tokenizer, so the
+    harness loads it through its own path (`model.source=hub model.name_or_path=<folder>`)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from medqa.build_base import shipped_qa_texts
+    from medqa.tokenizer import train_tokenizer
+
+    target = root / shape
+    if (target / "config.json").exists():
+        return target
+    started = time.time()
+    tokenizer = train_tokenizer(shipped_qa_texts(), 4096)  # ids < 4096 are valid in any real vocab
+    config = LlamaConfig(
+        **SHAPES[shape], max_position_embeddings=8192, rope_theta=500000.0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, dtype="bfloat16",
+    )  # fmt: skip
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    del model
+    print(f"random {shape} checkpoint saved to {target} in {time.time() - started:.0f} s", flush=True)
+    return target
+
+
+def chat_examples(tokenizer, n: int, lo: int = 120, hi: int = 512, seed: int = 0) -> list[dict]:
+    """`n` prompt/completion chats from the embedded mix (medqa's data path), each answer extended with further
+    answers to a token length drawn uniformly from [lo, hi] (the seed's ChatDoctor examples are ~120-512 tokens)."""
+    from medqa.config import compose_config, settings_from_cfg
+    from medqa.data import build_datasets
+
+    data = settings_from_cfg(compose_config([])).data
+    train, _, _ = build_datasets(data)
+    rows = list(train)
+    rng = random.Random(seed)
+    answers = [r["completion"][0]["content"] for r in rows]
+    examples = []
+    for i in range(n):
+        row = rows[i % len(rows)]
+        target = rng.randint(lo, hi)
+        prompt_len = len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True)[
+            "input_ids"
+        ])  # fmt: skip
+        budget = max(8, target - prompt_len - 1)  # the answer's share, end-of-turn token excluded
+        text = row["completion"][0]["content"]
+        while len(tokenizer(text, add_special_tokens=False)["input_ids"]) < budget:
+            text += " " + rng.choice(answers)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:budget]
+        words = tokenizer.decode(ids).split()
+        examples.append({"prompt": row["prompt"], "completion": [{"role": "assistant", "content": " ".join(words)}]})
+    return examples
+
+
+def write_json(path: Path | None, payload: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))

@@ -1,0 +1,180 @@
+"""Training throughput of medqa's own path (Hydra presets -> settings -> load_base -> build_trainer -> TRL
+SFTTrainer + PEFT LoRA r16 on all 7 projections) on a random-weight model of a real shape. Prints a table.
+
+    python benchmarks/train_throughput.py                      # rows a, b, c on the Llama-3.2-3B shape
+    python benchmarks/train_throughput.py --rows a,b --shape toy --steps 2 --warmup 1   # tries it on a CPU
+
+Each row is a list of Hydra overrides on top of the composed config and runs in its own process (a fresh
+CUDA context, its own peak memory; an out-of-memory row does not end the table). Tokens are real tokens
+(padding excluded, counted by the Trainer's `include_num_input_tokens_seen="non_padding"`); useful MFU is
+4·N·tokens/s over the GPU's dense bf16 peak (N = base parameters: forward 2N + input-gradient backward 2N;
+frozen weights need no weight gradient)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py
+import common  # noqa: E402
+
+SEED = ["train=seed_t4", "train.precision=bf16", "train.optim=adamw_torch"]  # T4 had fp16 only; H100 runs bf16
+GPU = ["train=gpu"]
+ROWS = {
+    # (a) the seed: batch 4 x accum 4, right padding to the longest, gradient checkpointing, no packing.
+    "a": SEED,
+    # (b) medqa's GPU preset (conf/train/gpu.yaml), (c) the same with the base in 4-bit NF4 (QLoRA).
+    "b": GPU,
+    "c": [*GPU, "quant=nf4"],
+    # Levers, one at a time from (a) (RESULTS.md has the prediction written before each was measured).
+    "a_nogc": [*SEED, "train.gradient_checkpointing=false"],
+    "a_b16": [*SEED, "train.per_device_batch=16", "train.grad_accum=1"],
+    "a_b16_pf": [*SEED, "train.per_device_batch=16", "train.grad_accum=1", "train.padding_free=true"],
+    # Levers from (b), one at a time.
+    "b_sdpa": [*GPU, "train.attn_implementation=sdpa"],
+    "b_liger": [*GPU, "train.use_liger=true"],
+    "b_compile": [*GPU, "train.torch_compile=true"],
+    "b_gc": [*GPU, "train.gradient_checkpointing=true"],
+    "b_b32": [*GPU, "train.per_device_batch=32"],
+    "a_qlora": [*SEED, "quant=nf4"],
+}  # fmt: skip
+
+
+def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root: Path) -> dict:
+    """Train `warmup + steps` optimizer steps with the row's settings; time the last `steps`."""
+    import torch
+    from transformers import TrainerCallback
+
+    from medqa.config import compose_config, settings_from_cfg
+    from medqa.finetune import build_trainer
+    from medqa.modeling import count_parameters, load_base
+
+    ckpt = common.random_checkpoint(shape, root)
+    overrides = [
+        "model=llama32_3b", f"model.name_or_path={ckpt}", "lora=attn_mlp", "tracking=none",
+        *ROWS[name], f"train.max_steps={warmup + steps}", "train.logging_steps=1000",
+    ]  # fmt: skip
+    settings = settings_from_cfg(compose_config(overrides))
+    if not torch.cuda.is_available():  # the CPU try-out: no bf16 autocast, no 4-bit
+        settings = _cpu(settings)
+    model, tokenizer, _ = load_base(settings.model, settings.quant, settings.train.attn_implementation)
+    n_params = sum(p.numel() for p in model.parameters()) if not settings.quant.load_in_4bit else None
+    from datasets import Dataset
+
+    train_ds = Dataset.from_list(common.chat_examples(tokenizer, examples))
+
+    class Clock(TrainerCallback):
+        marks: dict = {}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warmup, warmup + steps):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.marks[state.global_step] = (time.perf_counter(), state.num_input_tokens_seen)
+
+    clock = Clock()
+    trainer = build_trainer(
+        model, tokenizer, train_ds, None, settings.train, settings.lora, root / "out" / name, "none",
+        callbacks=[clock], include_num_input_tokens_seen="non_padding",
+    )  # fmt: skip
+    if n_params is None:  # 4-bit weights pack two values a byte: count the shape's parameters instead
+        n_params = _shape_params(shape)
+    trainable, _ = count_parameters(trainer.model)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    (t0, n0), (t1, n1) = clock.marks[warmup], clock.marks[warmup + steps]
+    tok_s = (n1 - n0) / (t1 - t0)
+    peak = common.peak_flops()
+    return {
+        "row": name,
+        "overrides": ROWS[name],
+        "tokens_per_s": round(tok_s),
+        "tokens_per_step": round((n1 - n0) / steps),
+        "seconds_per_step": round((t1 - t0) / steps, 3),
+        "useful_mfu": round(4 * n_params * tok_s / peak, 4) if peak else None,
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "params": n_params,
+        "trainable": trainable,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def _shape_params(shape: str) -> int:
+    s = common.SHAPES[shape]
+    h, i, layers, kv = s["hidden_size"], s["intermediate_size"], s["num_hidden_layers"], s["num_key_value_heads"]
+    attn = h * (s["num_attention_heads"] * s["head_dim"]) * 2 + h * kv * s["head_dim"] * 2
+    return layers * (attn + 3 * h * i + 2 * h) + s["vocab_size"] * h + h
+
+
+def _cpu(settings):
+    import dataclasses
+
+    train = dataclasses.replace(settings.train, precision="fp32", optim="adamw_torch")
+    model = dataclasses.replace(settings.model, dtype="float32")
+    return dataclasses.replace(settings, train=train, model=model, quant=dataclasses.replace(settings.quant, load_in_4bit=False))
+
+
+def print_table(results: list[dict]) -> None:
+    base = next((r for r in results if r.get("row") == "a" and "tokens_per_s" in r), None)
+    print(f"\n{'row':<16}{'tok/s':>9}{'x (a)':>8}{'MFU':>8}{'peak GiB':>10}{'s/step':>8}{'tok/step':>10}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['row']:<16}  failed: {r['error']}")
+            continue
+        ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "-"
+        mfu = f"{100 * r['useful_mfu']:.1f}%" if r["useful_mfu"] else "-"
+        mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
+        print(
+            f"{r['row']:<16}{r['tokens_per_s']:>9,}{ratio:>8}{mfu:>8}{mem:>10}"
+            f"{r['seconds_per_step']:>8.2f}{r['tokens_per_step']:>10,}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="a,b,c", help=f"comma-separated, from {sorted(ROWS)}")
+    parser.add_argument("--shape", default="llama32_3b", choices=sorted(common.SHAPES))
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3, help="optimizer steps before the clock starts")
+    parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench")))
+    parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one row in this process
+    args = parser.parse_args(argv)
+
+    if args.one:
+        result = run_row(args.one, args.shape, args.steps, args.warmup, args.examples, args.root)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {sorted(ROWS)}")
+    common.random_checkpoint(args.shape, args.root)
+    results = []
+    for name in rows:
+        cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(args.steps)]
+        cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
+        started = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line:
+            result = json.loads(line[len("RESULT ") :])
+        else:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            result = {"row": name, "overrides": ROWS[name], "error": " | ".join(tail)[-300:]}
+        result["wall_s"] = round(time.time() - started, 1)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    common.write_json(args.json, {"shape": args.shape, "results": results})
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
