@@ -117,7 +117,9 @@ def _cpu(settings):
 
     train = dataclasses.replace(settings.train, precision="fp32", optim="adamw_torch")
     model = dataclasses.replace(settings.model, dtype="float32")
-    return dataclasses.replace(settings, train=train, model=model, quant=dataclasses.replace(settings.quant, load_in_4bit=False))
+    return dataclasses.replace(
+        settings, train=train, model=model, quant=dataclasses.replace(settings.quant, load_in_4bit=False)
+    )
 
 
 def print_table(results: list[dict]) -> None:
