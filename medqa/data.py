@@ -10,11 +10,9 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from datasets import Dataset
 
@@ -70,6 +68,9 @@ def check_data(settings: DataSettings) -> None:
     for name, share in settings.mix.items():
         if share > 0:
             _check_source(name, settings.sources[name])
+            source = settings.sources[name]
+            if not source.path and not Path(source.hub_id).is_dir():
+                _probe_hub(f"data.sources.{name}", source)  # seconds, before any model is built
 
 
 def _check_source(name: str, source: SourceSettings) -> None:
@@ -110,45 +111,60 @@ def load_source(name: str, source: SourceSettings) -> Dataset:
     return ds
 
 
-def _load_hub(key: str, source: SourceSettings) -> Dataset:
-    from datasets import load_dataset
-    from huggingface_hub import constants
-
-    advice = (
+def _hub_advice(key: str, source: SourceSettings) -> str:
+    return (
         f"Without network, download it elsewhere (e.g. as .parquet) and set {key}.path=/path/to/file.parquet "
         f"(or .jsonl/.csv with columns {sorted(source.columns.values())}), or {key}.hub_id=/path/to/snapshot_dir; "
         "if it is already in the datasets cache, set HF_HUB_OFFLINE=1."
     )
-    if not constants.HF_HUB_OFFLINE:
+
+
+def _probe_hub(key: str, source: SourceSettings) -> None:
+    """Fail in seconds when the hub cannot answer (datasets itself retries for about a minute)."""
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:  # offline, datasets answers from its cache or fails at once
         reason = hub_unreachable(constants.ENDPOINT)
         if reason:
-            raise ConnectionError(f"{key}: hub dataset {source.hub_id!r} cannot be fetched: {reason}. {advice}")
+            raise ConnectionError(
+                f"{key}: hub dataset {source.hub_id!r} cannot be fetched: {reason}. {_hub_advice(key, source)}"
+            )
+
+
+def _load_hub(key: str, source: SourceSettings) -> Dataset:
+    from datasets import load_dataset
+
+    _probe_hub(key, source)
     try:
         return load_dataset(source.hub_id, split=source.split)
     except Exception as err:  # datasets raises several types for "offline / not found / no such split"
         raise ConnectionError(
             f"{key}: could not load hub dataset {source.hub_id!r} split {source.split!r} "
-            f"({type(err).__name__}: {str(err)[:200]}). {advice}"
+            f"({type(err).__name__}: {str(err)[:200]}). {_hub_advice(key, source)}"
         ) from err
 
 
 def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """Why the hub endpoint cannot be reached within `timeout` seconds (DNS included), or None if it can."""
-    url = urlparse(endpoint)
-    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    """Why the hub endpoint gives no HTTP answer within `timeout` seconds (DNS included), or None if it
+    answers at all (an HTTP error status is an answer: load_dataset then reports the real problem)."""
+    import urllib.error
+    import urllib.request
+
     result: list[str | None] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
             result.append(None)
-        except OSError as err:
-            result.append(f"{host}:{port} unreachable ({err})")
+        except urllib.error.HTTPError:
+            result.append(None)
+        except (OSError, ValueError) as err:
+            result.append(f"{endpoint} unreachable ({getattr(err, 'reason', err)})")
 
-    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo ignores socket timeouts
+    thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores socket timeouts
     thread.start()
     thread.join(timeout)
-    return result[0] if result else f"{host}:{port} did not answer within {timeout:.0f} s"
+    return result[0] if result else f"{endpoint} did not answer within {timeout:g} s"
 
 
 def to_example(question: str, answer: str, system_prompt: str, source: str, row: int = -1) -> dict:
