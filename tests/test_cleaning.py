@@ -85,7 +85,10 @@ def test_trailing_filler_drops_whole_sentences_with_a_keyword_but_never_the_last
     [
         ("HiT hanks for the query. Your TSH is high.", "Hi. Thanks for the query. Your TSH is high."),
         ("HelloThanks for asking on Chat Doctor.", "Hello. Thanks for asking on Chat Doctor."),
-        ("Hello, welcome to Chat Doctor.I have gone through your query.", "Hello, welcome to Chat Doctor. I have gone through your query."),  # noqa: E501
+        (
+            "Hello, welcome to Chat Doctor.I have gone through your query.",
+            "Hello, welcome to Chat Doctor. I have gone through your query.",
+        ),
         ("Hi.Thanks for your query.", "Hi. Thanks for your query."),
         ("Hello,welcome to Chat Doctor.", "Hello, welcome to Chat Doctor."),
     ],
