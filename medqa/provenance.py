@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 PROVENANCE_FILE = "data_provenance.json"
-TABLE_COLUMNS = ["source", "stage", "rows", "dropped", "changed", "flagged"]
+TABLE_COLUMNS = ["source", "stage", "rows", "dropped", "changed", "flagged", "checked"]
 
 
 def stage_rows(provenance: dict) -> list[dict]:
@@ -26,8 +26,9 @@ def stage_rows(provenance: dict) -> list[dict]:
             add(s["rule"], s["remaining"], dropped=s["dropped"], changed=s["changed"], flagged=s["flagged"])
         tok = p.get("max_tokens")
         if tok:
-            kept = tok["checked"] - tok["dropped"]  # only the rows walked past while drawing are tokenized
-            add(f"max_tokens_{tok['limit']} ({tok['checked']} checked)", kept, dropped=tok["dropped"])
+            # Only the rows walked past while drawing are tokenized: rows = those that fit, of `checked`.
+            kept = tok["checked"] - tok["dropped"]
+            add(f"max_tokens_{tok['limit']}", kept, dropped=tok["dropped"], checked=tok["checked"])
         add("sampled", p["sampled"])
         add("train", p["train"])
         add("eval", p["eval"])
@@ -43,7 +44,8 @@ def format_provenance(provenance: dict) -> str:
         if r["stage"] not in stages:
             stages.append(r["stage"])
         note = ", ".join(f"{k[0]}{r[k]}" for k in ("dropped", "changed", "flagged") if r.get(k))
-        cells[(r["stage"], r["source"])] = f"{r['rows']:,}" + (f" ({note})" if note else "")
+        of = f" of {r['checked']:,}" if r.get("checked") is not None else ""
+        cells[(r["stage"], r["source"])] = f"{r['rows']:,}{of}" + (f" ({note})" if note else "")
     width = max(len(s) for s in stages) + 2
     colw = max(18, *(len(n) + 2 for n in names), *(len(c) + 2 for c in cells.values()))
     lines = ["stage".ljust(width) + "".join(n.rjust(colw) for n in names)]
@@ -58,7 +60,7 @@ def format_provenance(provenance: dict) -> str:
     share = ", ".join(f"{n} {_pct(v)}" for n, v in mix["share"].items())
     ls = mix["list_share"]
     lines += [
-        "(d = dropped, c = changed, f = flagged; rows = left after the stage)",
+        "(rows left after each stage; d = dropped, c = changed, f = flagged; max_tokens: fit of checked while drawing)",
         f"mix: {mix['train']:,} train + {mix['eval']:,} eval of {mix['total']:,} asked ({share}); "
         f"list-formatted answers: train {_pct(ls['train'])}, eval {_pct(ls['eval'])}, all {_pct(ls['all'])}",
         f"fingerprint: train {provenance['fingerprint']['train']}  eval {provenance['fingerprint']['eval']}",

@@ -19,7 +19,14 @@ def test_preview_prints_provenance_and_exports_the_mix(base_dir, shrink_override
     argv = [*shrink_overrides, "data.mix.chatdoctor=0.6666667", "data.mix.wikidoc=0.3333333"]
     main([*argv, "--examples", "2", "--export", str(out_file)])
     printed = capsys.readouterr().out
-    for text in ("platform_in_input", "strip_filler_pass2", "max_tokens_512", "list share sampled", "fingerprint:"):
+    for text in (
+        "platform_in_input",
+        "strip_filler_pass2",
+        "max_tokens_512",
+        "533 of 533",
+        "list share sampled",
+        "fingerprint:",
+    ):
         assert text in printed, text
     assert "mix: 720 train + 80 eval of 800 asked (chatdoctor 66.6%, wikidoc 33.4%)" in printed
     assert printed.count("\nQ: ") == 2 and f"exported 800 rows to {out_file}" in printed
