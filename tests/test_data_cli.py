@@ -45,4 +45,4 @@ def test_module_entrypoint_without_tokenizer():
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "mix: 90 train + 10 eval of 100 asked" in out.stdout and "max_tokens" not in out.stdout
+    assert "mix: 90 train + 10 eval of 100 asked" in out.stdout and "max_tokens_512" not in out.stdout
