@@ -120,13 +120,19 @@ def strip_leading(text: str) -> str:
 
 def strip_trailing(text: str) -> str:
     """One pass at the end: a signature, then one closing sign-off sentence."""
-    out = _SIGNATURE.sub("", text, count=1).rstrip()
+    sig = _signature(text)
+    out = (text[: sig.start()] if sig else text).rstrip()
     parts = _SENTENCE_END.split(out)
     if len(parts) > 1 and _SIGNOFF_SENTENCE.match(parts[-1]):
         out = out[: len(out) - len(parts[-1])].rstrip()
     elif len(parts) == 1 and _SIGNOFF_SENTENCE.match(out):
         out = ""
     return out if out != text.rstrip() else text
+
+
+def _signature(text: str) -> re.Match | None:
+    # A signature is short: searching only the tail keeps this linear on long answers.
+    return _SIGNATURE.search(text, max(0, len(text) - 120))
 
 
 def strip_filler(text: str, passes: int = 2) -> tuple[str, list[bool]]:
@@ -139,9 +145,13 @@ def strip_filler(text: str, passes: int = 2) -> tuple[str, list[bool]]:
     return text.strip() if any(changed) else text, changed
 
 
-def drop_trailing_filler(text: str, keywords: list[str]) -> str:
+def keyword_pattern(keywords: list[str]) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b", re.IGNORECASE)
+
+
+def drop_trailing_filler(text: str, keywords: list[str] | re.Pattern) -> str:
     """Drop closing sentences that contain a filler keyword, while at least one other sentence is left."""
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b", re.IGNORECASE)
+    pattern = keywords if isinstance(keywords, re.Pattern) else keyword_pattern(keywords)
     body = text.rstrip()
     starts = [0, *(m.end() for m in _SENTENCE_END.finditer(body))]  # where each sentence begins
     cut = len(body)
@@ -172,7 +182,7 @@ def ocr_residue(text: str) -> list[str]:
 def has_residual_filler(text: str) -> bool:
     """The seed's final check: the answer still opens with a greeting or closes with a sign-off."""
     last = _SENTENCE_END.split(text.rstrip())[-1]
-    return bool(_STARTS_GREETING.match(text) or _SIGNATURE.search(text) or _SIGNOFF_SENTENCE.match(last))
+    return bool(_STARTS_GREETING.match(text) or _signature(text) or _SIGNOFF_SENTENCE.match(last))
 
 
 def is_list_formatted(text: str) -> bool:
@@ -269,7 +279,7 @@ def _rules(s: CleaningSettings) -> list[tuple[str, RuleFn]]:
         for p in range(s.strip_passes):  # one counted step per pass: pass 2 shows what pass 1 exposed
             rules.append((f"strip_filler_pass{p + 1}", _strip_once))
     if s.trailing_filler:
-        keywords = list(s.filler_keywords)
+        keywords = keyword_pattern(list(s.filler_keywords))
         rules.append(("trailing_filler", lambda r: (r[0], r[1], drop_trailing_filler(r[2], keywords))))
     if s.strip_filler or s.trailing_filler:
         rules.append(("empty_after_strip", lambda r: r if r[2].strip() else None))
