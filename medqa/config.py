@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from medqa.build_base import ASSETS, TinyRecipe
+from medqa.cleaning import CleaningSettings
 from medqa.data import DataSettings, SourceSettings
 from medqa.finetune import RunSettings, TrainSettings
 from medqa.generation import DecodingSettings
@@ -53,7 +54,7 @@ def tiny_recipe(model_node: Any) -> TinyRecipe:
 def settings_from_cfg(cfg: DictConfig) -> RunSettings:
     """Every group's node -> its settings object."""
     model_recipe = tiny_recipe(cfg.model) if cfg.model.get("recipe") is not None else None
-    sources = {name: _build(SourceSettings, node, f"data.sources.{name}") for name, node in cfg.data.sources.items()}
+    sources = {name: _source(node, f"data.sources.{name}") for name, node in cfg.data.sources.items()}
     return RunSettings(
         model=_build(ModelSettings, cfg.model, "model", recipe=model_recipe),
         quant=_build(QuantSettings, cfg.quant, "quant"),
@@ -64,3 +65,10 @@ def settings_from_cfg(cfg: DictConfig) -> RunSettings:
         tracking=_build(TrackingSettings, cfg.tracking, "tracking"),
         probes=load_probes(OmegaConf.to_container(cfg.probes.questions, resolve=True)),
     )
+
+
+def _source(node: Any, key: str) -> SourceSettings:
+    """A data source with its cleaning rules (absent: the structural checks only)."""
+    cleaning = node.get("cleaning")
+    rules = _build(CleaningSettings, cleaning, f"{key}.cleaning") if cleaning is not None else CleaningSettings()
+    return _build(SourceSettings, node, key, cleaning=rules)

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medqa.data import DataSettings, build_datasets
+from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.generation import DecodingSettings, generation_config
 from medqa.modeling import (
     LoraSettings,
@@ -21,11 +21,12 @@ from medqa.modeling import (
     lora_config,
 )
 from medqa.probes import EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
+from medqa.provenance import log_provenance, write_provenance
 from medqa.report import plot_run
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
-RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb")
+RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
 
 
 @dataclass(frozen=True)
@@ -157,13 +158,17 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    train_ds, eval_ds, data_counts = build_datasets(settings.data)
+    check_data(settings.data)  # the mix and the sources' files, before the base model is built
+    # The token-length filter counts the model's own tokens (tokenizer only; weights load below).
+    train_ds, eval_ds, data_counts = build_datasets(settings.data, data_tokenizer(settings.model))
+    write_provenance(data_counts, run_dir)
     model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
     gen_config = generation_config(settings.decoding, tokenizer)
 
     run = start_run(settings.tracking, run_dir, logged_config)
     finished = False
     try:
+        log_provenance(run, data_counts)
         recorder = ProbeRecorder(
             settings.probes,
             settings.data.system_prompt,

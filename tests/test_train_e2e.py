@@ -102,6 +102,8 @@ def test_run_dir_holds_the_run(smoke_run):
         assert (run_dir / name).exists(), name
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["final_eval_loss"] == summary["final_eval_loss"]
+    assert saved["data"] == json.loads((run_dir / "data_provenance.json").read_text())
+    assert saved["data"]["mix"]["train"] + saved["data"]["mix"]["eval"] == 160
 
 
 def test_wandb_offline_run_reads_back(smoke_run):
@@ -127,6 +129,7 @@ def test_wandb_offline_run_reads_back(smoke_run):
     wide = json.loads((files / tables[-1]["probes/side_by_side.path"]).read_text())
     assert wide["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"] and len(wide["data"]) == 5
     assert run["config"]["lora"]["target_modules"][-1] == "down_proj"  # the resolved Hydra config
+    assert any(h.get("data/provenance._type") == "table-file" for h in run["history"])  # the data stages
 
 
 def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose_small):
