@@ -1,5 +1,6 @@
 """Hydra entrypoint: `python -m medqa.probe run=<run dir | adapter dir | checkpoint dir | none> decoding=NAME`.
-Re-decodes saved weights (medqa.redecode) and prints the answers; `-m decoding=a,b` sweeps presets."""
+Re-decodes saved weights (medqa.redecode) and prints the answers. Sweep presets with `-m` first:
+`python -m medqa.probe -m run=... decoding=a,b`."""
 
 from __future__ import annotations
 
