@@ -4,6 +4,7 @@ object of the one module that uses it. Only entrypoints (and tests) import this 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,17 @@ def _source(node: Any, key: str) -> SourceSettings:
     cleaning = node.get("cleaning")
     rules = _build(CleaningSettings, cleaning, f"{key}.cleaning") if cleaning is not None else CleaningSettings()
     return _build(SourceSettings, node, key, cleaning=rules)
+
+
+def saved_run_settings(run_dir: Path) -> RunSettings:
+    """The settings a run was trained with: its saved Hydra config (`.hydra/config.yaml`, there even for a
+    crashed run), else the "settings" of its run.json (runs started from Python)."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if saved.exists():
+        return settings_from_cfg(OmegaConf.load(saved))
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        values = json.loads(run_json.read_text())["settings"]
+        values["probes"] = {"questions": values["probes"]}  # asdict gives the probe list; the group holds it
+        return settings_from_cfg(OmegaConf.create(values))
+    raise FileNotFoundError(f"{run_dir}: neither .hydra/config.yaml nor run.json, so its base model is unknown")

@@ -165,7 +165,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
     gen_config = generation_config(settings.decoding, tokenizer)
 
-    run = start_run(settings.tracking, run_dir, logged_config)
+    run = start_run(settings.tracking, run_dir, logged_config, job_type="train")
     finished = False
     try:
         log_provenance(run, data_counts)
@@ -197,6 +197,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
 
         adapter_dir = run_dir / "adapter"
         trainer.save_model(str(adapter_dir))
+        gen_config.save_pretrained(adapter_dir)  # serving defaults: the adapter decodes the way the probes did
         trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
         adapter = adapter_report(adapter_dir)
         summary = {

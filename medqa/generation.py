@@ -42,10 +42,21 @@ def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizer
         if token_id is None or token_id == tokenizer.unk_token_id:
             raise ValueError(f"decoding.eos_tokens: {token!r} is not a token of this tokenizer")
         eos_ids.append(token_id)
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token: batched decoding needs one that is not an EOS token")
     if tokenizer.pad_token_id in eos_ids:
         raise ValueError("decoding.eos_tokens contains the pad token: padding would end every answer")
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
-    return GenerationConfig(
+    if settings.repetition_penalty <= 0 or settings.no_repeat_ngram_size < 0:
+        raise ValueError(
+            f"decoding.repetition_penalty={settings.repetition_penalty} must be > 0 (1.0 = off) and "
+            f"decoding.no_repeat_ngram_size={settings.no_repeat_ngram_size} >= 0 (0 = off)"
+        )
+    if settings.do_sample and not (settings.temperature > 0 and 0 < settings.top_p <= 1):
+        raise ValueError(
+            f"decoding.temperature={settings.temperature}, decoding.top_p={settings.top_p}: sampling needs "
+            "temperature > 0 and 0 < top_p <= 1"
+        )
+    config = GenerationConfig(
         do_sample=settings.do_sample,
         max_new_tokens=settings.max_new_tokens,
         repetition_penalty=settings.repetition_penalty,
@@ -53,8 +64,22 @@ def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizer
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
-        **sampling,
+        temperature=settings.temperature,  # with do_sample false, a value other than 1.0 fails validation below
+        top_p=settings.top_p,
     )
+    try:
+        # Strict: a combination transformers would only warn about (or refuse to save) is an error here.
+        config.validate(strict=True)
+    except ValueError as err:
+        raise ValueError(f"decoding: {settings} does not give a valid GenerationConfig: {err}") from err
+    return config
+
+
+def generation_config_dict(config: GenerationConfig) -> dict:
+    """The settings that differ from transformers' defaults (what `save_pretrained` writes), for logging."""
+    values = config.to_diff_dict()
+    values.pop("transformers_version", None)
+    return values
 
 
 def generate_answers(

@@ -112,6 +112,17 @@ def load_base(
     return model, tokenizer, path
 
 
+def load_adapter(model: PreTrainedModel, adapter_dir: Path):
+    """A saved LoRA adapter (a run's adapter/ or any checkpoint) on its base model, for inference.
+    Only safetensors weights are read: a pickled adapter_model.bin is refused, never unpickled."""
+    from peft import PeftModel
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} not found: only safetensors adapters are loaded, never a pickled .bin")
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+
+
 def lora_config(settings: LoraSettings):
     """PEFT LoraConfig for a causal LM from plain settings."""
     from peft import LoraConfig

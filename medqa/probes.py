@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, TrainerCallback
 
-from medqa.generation import generate_answers
+from medqa.generation import generate_answers, generation_config_dict
 from medqa.tracking import probe_tables
 
 
@@ -49,6 +49,10 @@ class ProbeRecorder:
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self.chats = [[*system, {"role": "user", "content": p.question}] for p in probes]
         self.rows: list[dict] = []
+        # The effective decoding travels with the answers: in the W&B run config and beside probes.jsonl.
+        self.decoding = {**generation_config_dict(config), "seed": seed}
+        run.config.update({"decoding/generation_config": self.decoding}, allow_val_change=True)
+        out_file.with_name(out_file.stem + ".generation_config.json").write_text(json.dumps(self.decoding, indent=2))
 
     def record(self, model, tokenizer, step: int) -> list[dict]:
         """Answer every probe at `step`, append to probes.jsonl and log the tables."""

@@ -26,8 +26,10 @@ class TrackingSettings:
     tags: list[str] = field(default_factory=list)
 
 
-def start_run(settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None):
-    """Start a wandb run whose files live under `run_dir/wandb`."""
+def start_run(
+    settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None, job_type: str | None = None
+):
+    """Start a wandb run whose files live under `run_dir/wandb`; `job_type` tells train from redecode runs."""
     if settings.mode not in {"offline", "online", "disabled"}:
         raise ValueError(f"tracking.mode={settings.mode!r}: expected offline, online or disabled")
     return wandb.init(
@@ -36,6 +38,7 @@ def start_run(settings: TrackingSettings, run_dir: Path, config: dict, name: str
         group=settings.group,
         tags=list(settings.tags),
         name=name or run_dir.name,
+        job_type=job_type,
         config=config,
         dir=str(run_dir),
         mode=settings.mode,
@@ -66,7 +69,7 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
-    {"history": [row, ...], "config": {...}}."""
+    {"history": [row, ...], "config": {...}, "group", "job_type", "name"}; later config updates merged in."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
@@ -81,5 +84,9 @@ def read_offline_run(wandb_dir: Path) -> dict:
         if record.get("type") == "history":
             run["history"].append(record["history"]["item"])
         elif record.get("type") == "run":
-            run["config"] = record["run"].get("config", {}).get("update", {})
+            meta = record["run"]
+            run["config"].update(meta.get("config", {}).get("update", {}))
+            run.update(group=meta.get("run_group"), job_type=meta.get("job_type"), name=meta.get("display_name"))
+        elif record.get("type") == "config":
+            run["config"].update(record["config"].get("update", {}))
     return run

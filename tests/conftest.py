@@ -7,6 +7,7 @@ import os
 import tempfile
 
 import pytest
+from transformers import TrainerCallback
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -52,3 +53,29 @@ def tokenizer(base_dir):
     from medqa.modeling import ModelSettings, load_tokenizer
 
     return load_tokenizer(str(base_dir), ModelSettings())
+
+
+class WeightWatcher(TrainerCallback):
+    """Snapshots every parameter at the start and end of training, and the first training batch."""
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.batch = next(iter(train_dataloader))
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(compose_small, base_dir, tmp_path_factory):
+    """One tiny training run (6 steps, probes at 0/3/6, W&B offline) shared by the test files that need one."""
+    from omegaconf import OmegaConf
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import finetune
+
+    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    watcher = WeightWatcher()
+    summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
+    return summary, run_dir, watcher

@@ -1,10 +1,16 @@
-"""Decoding settings become a GenerationConfig that always stops at end of turn and never on padding."""
+"""Decoding settings become a GenerationConfig that always stops at end of turn and never on padding;
+every preset builds one; seeded sampling gives the same text twice."""
 
 from __future__ import annotations
 
-import pytest
+import copy
 
-from medqa.generation import DecodingSettings, generation_config
+import pytest
+import torch
+from transformers import GenerationConfig
+
+from medqa.config import CONF_DIR, settings_from_cfg
+from medqa.generation import DecodingSettings, generate_answers, generation_config, generation_config_dict
 from medqa.tokenizer import EOT, PAD
 
 
@@ -27,3 +33,79 @@ def test_greedy_config_stops_at_end_of_turn(tokenizer):
 def test_bad_decoding_is_rejected(tokenizer, settings, message):
     with pytest.raises(ValueError, match=message):
         generation_config(settings, tokenizer)
+
+
+PRESETS = sorted(p.stem for p in (CONF_DIR / "decoding").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_builds_a_generation_config_that_stops_at_end_of_turn(compose, tokenizer, preset):
+    assert (CONF_DIR / "decoding" / f"{preset}.yaml").read_text().startswith("#"), "a preset says what it is for"
+    settings = settings_from_cfg(compose([f"decoding={preset}"])).decoding
+    config = generation_config(settings, tokenizer)
+    assert isinstance(config, GenerationConfig)
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    assert eot in config.eos_token_id and config.pad_token_id not in config.eos_token_id
+    assert config.max_new_tokens == settings.max_new_tokens and config.do_sample is settings.do_sample
+    logged = generation_config_dict(config)
+    assert logged["eos_token_id"] == config.eos_token_id and "transformers_version" not in logged
+
+
+def test_seed_presets_hold_the_seed_settings(compose):
+    ngram3 = settings_from_cfg(compose(["decoding=greedy_ngram3"])).decoding
+    rp13 = settings_from_cfg(compose(["decoding=greedy_rp13"])).decoding
+    sample = settings_from_cfg(compose(["decoding=sample"])).decoding
+    assert (ngram3.do_sample, ngram3.no_repeat_ngram_size, ngram3.repetition_penalty) == (False, 3, 1.0)
+    assert (rp13.do_sample, rp13.repetition_penalty, rp13.max_new_tokens, rp13.eos_tokens) == (False, 1.3, 256, [EOT])
+    assert sample.do_sample and sample.temperature < 1 and sample.top_p < 1
+
+
+def test_a_preset_that_drops_end_of_turn_is_rejected(compose, tokenizer):
+    settings = settings_from_cfg(compose(["decoding=greedy_rp13", "decoding.eos_tokens=['<|end_of_text|>']"]))
+    with pytest.raises(ValueError, match=r"decoding.eos_tokens=\['<\|end_of_text\|>'\] must include <\|eot_id\|>"):
+        generation_config(settings.decoding, tokenizer)
+
+
+def test_a_tokenizer_without_pad_is_rejected(tokenizer):
+    no_pad = copy.deepcopy(tokenizer)
+    no_pad.pad_token = None
+    with pytest.raises(ValueError, match="no pad token"):
+        generation_config(DecodingSettings(), no_pad)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (DecodingSettings(do_sample=True, temperature=0.0), "temperature=0.0"),
+        (DecodingSettings(do_sample=True, top_p=1.5), "top_p=1.5"),
+        (DecodingSettings(repetition_penalty=0.0), "repetition_penalty=0.0"),
+        (DecodingSettings(temperature=0.7), "does not give a valid GenerationConfig"),  # sampling knob, greedy
+    ],
+)
+def test_settings_transformers_would_misread_are_rejected(tokenizer, settings, message):
+    with pytest.raises(ValueError, match=message):
+        generation_config(settings, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(base_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(base_dir, use_safetensors=True)
+
+
+CHATS = [[{"role": "user", "content": q}] for q in ("What causes iron deficiency anemia?", "How is malaria treated?")]
+
+
+def test_seeded_sampling_gives_the_same_text_whatever_the_callers_rng(compose, tiny_model, tokenizer):
+    settings = settings_from_cfg(compose(["decoding=sample", "decoding.max_new_tokens=24"])).decoding
+    config = generation_config(settings, tokenizer)
+    torch.manual_seed(1)
+    caller_state = torch.get_rng_state()
+    first = generate_answers(tiny_model, tokenizer, CHATS, config, seed=settings.seed)
+    assert torch.equal(torch.get_rng_state(), caller_state), "generation must not consume the caller's RNG"
+    torch.manual_seed(2)  # a different global state must not change the seeded text
+    again = generate_answers(tiny_model, tokenizer, CHATS, config, seed=settings.seed)
+    assert [a.text for a in again] == [a.text for a in first]
+    other_seed = generate_answers(tiny_model, tokenizer, CHATS, config, seed=settings.seed + 1)
+    assert [a.text for a in other_seed] != [a.text for a in first], "sampling must actually sample"

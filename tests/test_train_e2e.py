@@ -10,34 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-from transformers import TrainerCallback
 
 from medqa.config import settings_from_cfg
 from medqa.finetune import finetune
 from medqa.tracking import read_offline_run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class WeightWatcher(TrainerCallback):
-    """Snapshots every parameter at the start and end of training, and the first training batch."""
-
-    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
-        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        self.batch = next(iter(train_dataloader))
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(compose_small, base_dir, tmp_path_factory):
-    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
-    run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    watcher = WeightWatcher()
-    summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
-    return summary, run_dir, watcher
 
 
 def test_loss_is_finite_and_falls(smoke_run):
