@@ -13,6 +13,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def local_rank() -> int:
+    """Rank of this process on its machine: the index of its GPU."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def world_size() -> int:
     """Number of processes training this run (1 for a plain `python -m medqa.train`)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
