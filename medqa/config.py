@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from medqa.build_base import ASSETS, TinyRecipe
 from medqa.cleaning import CleaningSettings
 from medqa.data import DataSettings, SourceSettings
+from medqa.distributed import shared_stamp
 from medqa.finetune import RunSettings, TrainSettings
 from medqa.generation import DecodingSettings
 from medqa.modeling import LoraSettings, ModelSettings, QuantSettings
@@ -24,6 +25,22 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # ${asset:embedded/chatdoctor.jsonl} -> an absolute path into the package's shipped files, from any cwd.
 if not OmegaConf.has_resolver("asset"):
     OmegaConf.register_new_resolver("asset", lambda rel: str(ASSETS / rel))
+# ${run_stamp:%Y-%m-%d/%H-%M-%S-%f} -> the time rank 0 started, the same on every rank of a torchrun job.
+if not OmegaConf.has_resolver("run_stamp"):
+    OmegaConf.register_new_resolver("run_stamp", shared_stamp, use_cache=True)
+
+
+def _remainder(*shares: float) -> float:
+    """1 - sum(shares): `chatdoctor: ${remainder:${.wikidoc}}` lets a sweep set one share of a two-way mix."""
+    try:
+        left = 1.0 - sum(float(s) for s in shares)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"${{remainder:...}} takes numbers, got {list(shares)}") from err
+    return round(left, 10)  # 1 - 0.15 is 0.8500000000000001
+
+
+if not OmegaConf.has_resolver("remainder"):
+    OmegaConf.register_new_resolver("remainder", _remainder)
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

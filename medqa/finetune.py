@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
+from medqa.distributed import is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
 from medqa.modeling import (
     LoraSettings,
@@ -107,6 +108,10 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
         data_seed=train.seed,
         report_to=report_to,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning without a GPU only warns
+        use_cpu=processes_without_gpu(),  # torchrun on CPU: gloo, not one lone run per process
+        # Every LoRA weight is used in every step: DDP need not search for unused ones (slow, and it breaks
+        # gradient checkpointing).
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -155,8 +160,9 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     started = time.time()
     # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
     # before it reads a source.
-    check_fresh_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():  # the other ranks share rank 0's folder (medqa.distributed.shared_stamp)
+        check_fresh_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     check_data(settings.data)  # the mix and the sources' files, before the base model is built
     # The token-length filter counts the model's own tokens (tokenizer only; weights load below).
@@ -190,13 +196,21 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             callbacks=[ProbeCallback(recorder), EvalAtEndCallback(), *(extra_callbacks or [])],
         )
         trainable, total = count_parameters(trainer.model)
-        run.summary.update({"params/trainable": trainable, "params/total": total})
+        world = world_size()
+        global_batch = settings.train.per_device_batch * settings.train.grad_accum * world
+        run.summary.update(
+            {"params/trainable": trainable, "params/total": total, "world_size": world, "global_batch": global_batch}
+        )
         train_started = time.time()
         trainer.train()
         train_seconds = time.time() - train_started
 
         adapter_dir = run_dir / "adapter"
-        trainer.save_model(str(adapter_dir))
+        trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
+        if not is_main_process():
+            evals = eval_table(trainer.state.log_history, recorder)  # eval metrics are gathered: same on all ranks
+            finished = True
+            return {"rank": rank(), "world_size": world, "evals": evals, "final_eval_loss": evals[-1]["eval_loss"]}
         gen_config.save_pretrained(adapter_dir)  # serving defaults: the adapter decodes the way the probes did
         trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
         adapter = adapter_report(adapter_dir)
@@ -211,6 +225,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "data": data_counts,
             "evals": eval_table(trainer.state.log_history, recorder),
             "global_step": trainer.state.global_step,
+            "world_size": world,
+            "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
             "settings": asdict(settings),

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from medqa.build_base import TinyRecipe, ensure_base
+from medqa.distributed import local_rank
 from medqa.tokenizer import EOT
 
 
@@ -93,6 +94,8 @@ def load_base(
             dtype=getattr(torch, settings.dtype),
             attn_implementation=attn_implementation or settings.attn_implementation,
             quantization_config=quantization_config(quant),
+            # 4-bit weights are placed at load time: on this process's own GPU (else every rank takes cuda:0).
+            device_map={"": local_rank()} if quant.load_in_4bit and torch.cuda.is_available() else None,
             trust_remote_code=settings.trust_remote_code,
             use_safetensors=True,  # never unpickle weights
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, TrainerCallback
 
+from medqa.distributed import generation_is_collective
 from medqa.generation import generate_answers, generation_config_dict
 from medqa.tracking import probe_tables
 
@@ -54,9 +55,12 @@ class ProbeRecorder:
         run.config.update({"decoding/generation_config": self.decoding}, allow_val_change=True)
         out_file.with_name(out_file.stem + ".generation_config.json").write_text(json.dumps(self.decoding, indent=2))
 
-    def record(self, model, tokenizer, step: int) -> list[dict]:
-        """Answer every probe at `step`, append to probes.jsonl and log the tables."""
+    def record(self, model, tokenizer, step: int, write: bool = True) -> list[dict]:
+        """Answer every probe at `step`, append to probes.jsonl and log the tables (`write=False`: answer
+        only, for ranks that join a sharded model's generation)."""
         answers = generate_answers(model, tokenizer, self.chats, self.config, seed=self.seed)
+        if not write:
+            return []
         rows = [
             {
                 "step": step,
@@ -96,13 +100,16 @@ class ProbeCallback(TrainerCallback):
         self.recorder = recorder
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if not state.is_world_process_zero:
+        # DDP: rank 0 answers on the unwrapped model while the other ranks wait at the next collective.
+        # FSDP: generate is itself a collective (sharded weights), so every rank joins; rank 0 records.
+        write = state.is_world_process_zero
+        if not write and not generation_is_collective(model):
             return
         if state.global_step == 0 and hasattr(model, "disable_adapter"):
             with model.disable_adapter():
-                self.recorder.record(model, processing_class, 0)
+                self.recorder.record(model, processing_class, 0, write)
         else:
-            self.recorder.record(model, processing_class, state.global_step)
+            self.recorder.record(model, processing_class, state.global_step, write)
 
 
 class EvalAtEndCallback(TrainerCallback):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import wandb
 
+from medqa.distributed import is_main_process
+
 PROBE_COLUMNS = ["step", "probe_id", "question", "answer", "stopped_eos", "n_tokens"]
 
 
@@ -29,9 +31,11 @@ class TrackingSettings:
 def start_run(
     settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None, job_type: str | None = None
 ):
-    """Start a wandb run whose files live under `run_dir/wandb`; `job_type` tells train from redecode runs."""
+    """Start a wandb run whose files live under `run_dir/wandb`; `job_type` tells train from redecode
+    runs; on ranks other than 0, wandb's no-op run."""
     if settings.mode not in {"offline", "online", "disabled"}:
         raise ValueError(f"tracking.mode={settings.mode!r}: expected offline, online or disabled")
+    mode = settings.mode if is_main_process() else "disabled"  # one W&B run per training run, from rank 0
     return wandb.init(
         project=settings.project,
         entity=settings.entity,
@@ -41,7 +45,7 @@ def start_run(
         job_type=job_type,
         config=config,
         dir=str(run_dir),
-        mode=settings.mode,
+        mode=mode,
     )
 
 

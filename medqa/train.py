@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from medqa.config import settings_from_cfg
+from medqa.distributed import is_main_process
 from medqa.report import print_run_summary
 
 
@@ -22,7 +23,8 @@ def main(cfg: DictConfig) -> float:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     summary = finetune(settings, run_dir, OmegaConf.to_container(cfg, resolve=True))
-    print_run_summary(summary)
+    if is_main_process():
+        print_run_summary(summary)
     return summary["final_eval_loss"]  # what a Hydra sweeper would minimise
 
 
