@@ -21,6 +21,9 @@ class DecodingSettings:
     top_p: float = 1.0
     seed: int = 0  # sampling is seeded, so the same config gives the same text
     eos_tokens: list[str] = field(default_factory=lambda: [EOT])
+    # null: transformers' dynamic KV cache. static: a preallocated cache, so on a GPU transformers compiles the
+    # decode step (one graph instead of ~30 kernel launches per layer per token); same tokens either way.
+    cache_implementation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,10 @@ def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizer
             f"decoding.temperature={settings.temperature}, decoding.top_p={settings.top_p}: sampling needs "
             "temperature > 0 and 0 < top_p <= 1"
         )
+    if settings.cache_implementation not in (None, "dynamic", "static"):
+        raise ValueError(f"decoding.cache_implementation={settings.cache_implementation!r}: null, dynamic or static")
     config = GenerationConfig(
+        cache_implementation=settings.cache_implementation,
         do_sample=settings.do_sample,
         max_new_tokens=settings.max_new_tokens,
         repetition_penalty=settings.repetition_penalty,

@@ -109,3 +109,20 @@ def test_seeded_sampling_gives_the_same_text_whatever_the_callers_rng(compose, t
     assert [a.text for a in again] == [a.text for a in first]
     other_seed = generate_answers(tiny_model, tokenizer, CHATS, config, seed=settings.seed + 1)
     assert [a.text for a in other_seed] != [a.text for a in first], "sampling must actually sample"
+
+
+def test_static_kv_cache_gives_the_same_greedy_answers(compose_small, base_dir, tokenizer):
+    """The static cache is a speed lever only: byte-identical greedy answers to the dynamic cache."""
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM
+
+    settings = settings_from_cfg(compose_small(["decoding=greedy_rp13", "decoding.max_new_tokens=24"]))
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    chats = [[{"role": "user", "content": p.question}] for p in settings.probes]
+    answers = {}
+    for cache in (None, "static"):
+        decoding = dataclasses.replace(settings.decoding, cache_implementation=cache)
+        answers[cache] = generate_answers(model, tokenizer, chats, generation_config(decoding, tokenizer))
+    assert [a.text for a in answers["static"]] == [a.text for a in answers[None]]
+    assert any(a.n_tokens > 0 for a in answers[None])
