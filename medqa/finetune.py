@@ -167,7 +167,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     check_data(settings.data)  # the mix and the sources' files, before the base model is built
     # The token-length filter counts the model's own tokens (tokenizer only; weights load below).
     train_ds, eval_ds, data_counts = build_datasets(settings.data, data_tokenizer(settings.model))
-    write_provenance(data_counts, run_dir)
+    if is_main_process():
+        write_provenance(data_counts, run_dir)
     model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
     gen_config = generation_config(settings.decoding, tokenizer)
 
