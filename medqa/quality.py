@@ -14,14 +14,11 @@ from difflib import SequenceMatcher
 from medqa.lexicon import STOPWORDS, invented_terms, leaks, words
 from medqa.probe_specs import Probe, find_phrases, phrase_pattern
 
-# Weight of each component in `quality` (a weighted mean; see quality_score).
+# Weights of the form components in `quality` (see quality_score).
 DEFAULT_WEIGHTS = {
     "eos": 1.5,  # stopped at end of turn
     "repetition": 2.0,  # 1 - rep_4, or 0 on a repetition loop
     "lists": 2.0,  # 0 on a runaway list
-    "invented": 2.0,  # 0 when a drug-like name is in no dictionary and not in the training text
-    "facts": 2.0,  # share of the probe's expected facts mentioned
-    "forbidden": 3.0,  # 0 when a forbidden claim is made
     "template": 2.0,  # 0 when chat-template text leaks
     "filler": 0.5,  # 0 with platform filler ("welcome to ...", "hope this helps")
 }
@@ -40,7 +37,7 @@ FLAGS = (
 
 @dataclass(frozen=True)
 class QualitySettings:
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # missing keys: default
     rep_4_max: float = 0.3  # rep_4 at or above this: repetition_loop
     max_repeat_run: int = 1  # identical consecutive segments (or list items) allowed in a row
     loop_similarity: float = 0.5  # two consecutive units at least this similar are "near-identical"
@@ -48,16 +45,23 @@ class QualitySettings:
     max_list_items: int = 15  # a longer list is runaway when the probe gives no expected_items
     runaway_factor: float = 1.5  # runaway when items > the probe's expected max x this
     drift_min_items: int = 6  # lists at least this long are checked for drifting off topic
-    min_fact_recall: float = 0.5  # below: missing_facts
+    min_fact_recall: float = 0.5  # below: missing_facts; at or above, the facts factor is 1
+    forbidden_penalty: float = 0.6  # share of quality lost when a forbidden claim is made
+    invented_penalty: float = 0.4  # share of quality lost when an invented drug-like name appears
+    min_words: int = 8  # shorter answers lose quality in proportion
     divergence_margin: float = 0.1  # quality drop (absolute) that, with a better eval loss, raises the alarm
     divergence_against: str = "best"  # best: the best loss/quality so far; previous: the previous eval
 
     def __post_init__(self):
+        object.__setattr__(self, "weights", {**DEFAULT_WEIGHTS, **self.weights})
         unknown = sorted(set(self.weights) - set(DEFAULT_WEIGHTS))
         if unknown:
             raise ValueError(f"quality.weights: unknown component(s) {unknown}; allowed: {sorted(DEFAULT_WEIGHTS)}")
         if any(w < 0 for w in self.weights.values()) or not any(self.weights.values()):
             raise ValueError(f"quality.weights must be >= 0 and not all 0, got {dict(self.weights)}")
+        for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"quality.{key}={getattr(self, key)}: must be in [0, 1]")
         if self.divergence_against not in {"best", "previous"}:
             raise ValueError(f"quality.divergence_against={self.divergence_against!r}: expected best or previous")
 
@@ -253,31 +257,36 @@ def score_answer(
 
 
 def quality_score(m: dict, s: QualitySettings) -> float:
-    """quality = sum_k w_k c_k / sum_k w_k over the components that apply (weights: QualitySettings.weights),
-    0 for an empty answer. Components, each in [0, 1]:
-      eos        = 1 if stopped at end of turn else 0         (skipped when unknown)
-      repetition = 0 on a repetition loop, else 1 - rep_4
-      lists      = 0 on a runaway list, else 1
-      invented   = 0 when an invented name appears, else 1
-      facts      = fact_recall                                (skipped when the probe has no expect)
-      forbidden  = 0 when a forbidden claim is made, else 1   (skipped when the probe has no forbid)
-      template   = 0 when chat-template text leaks, else 1
-      filler     = 0 with platform filler, else 1"""
+    """quality = form x content, in [0, 1]; 0 for an empty answer.
+    form    = sum_k w_k c_k / sum_k w_k  (weights: QualitySettings.weights; a component that is unknown is
+              left out) over
+                eos        = 1 if stopped at end of turn else 0 (unknown when not given)
+                repetition = 0 on a repetition loop, else 1 - rep_4
+                lists      = 0 on a runaway list, else 1
+                template   = 0 when chat-template text leaks, else 1
+                filler     = 0 with platform filler, else 1
+    content = min(1, fact_recall / min_fact_recall)   (1 when the probe has no expect)
+              x (1 - forbidden_penalty if a forbidden claim is made)
+              x (1 - invented_penalty if an invented drug-like name appears)
+              x min(1, n_words / min_words)
+    A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form."""
     if "empty" in m["flags"]:
         return 0.0
     c = {
         "eos": None if m["stopped_eos"] is None else float(m["stopped_eos"]),
         "repetition": 0.0 if "repetition_loop" in m["flags"] else 1.0 - m["rep_4"],
         "lists": 0.0 if "runaway_list" in m["flags"] else 1.0,
-        "invented": float(not m["invented_terms"]),
-        "facts": m["fact_recall"],
-        "forbidden": None if m["forbidden_claims"] is None else float(not m["forbidden_claims"]),
         "template": float(not m["template_leaks"]),
         "filler": float(not m["filler"]),
     }
-    used = {k: v for k, v in c.items() if v is not None and s.weights.get(k, 0) > 0}
+    used = {k: v for k, v in c.items() if v is not None and s.weights[k] > 0}
     total = sum(s.weights[k] for k in used)
-    return round(sum(s.weights[k] * v for k, v in used.items()) / total, 4) if total else 0.0
+    form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
+    content = 1.0 if m["fact_recall"] is None else min(1.0, m["fact_recall"] / s.min_fact_recall)
+    content *= (1 - s.forbidden_penalty) if m["forbidden_claims"] else 1.0
+    content *= (1 - s.invented_penalty) if m["invented_terms"] else 1.0
+    content *= min(1.0, m["n_words"] / s.min_words)
+    return round(form * content, 4)
 
 
 # --- run level ---------------------------------------------------------------------------------------------
