@@ -36,7 +36,7 @@ class ProbeRecorder:
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self.chats = [[*system, {"role": "user", "content": p.question}] for p in probes]
         self.rows: list[dict] = []
-        self.evals: list[dict] = []  # {step, eval_loss, quality} per record, for the divergence alarm
+        self.evals: list[dict] = []  # per record: step, eval_loss and the aggregates (quality, eos_rate, ...)
         self.alarms: list[dict] = []
 
     def score(self, probe: Probe, answer, step: int) -> dict:
