@@ -17,7 +17,8 @@ from medqa.distributed import shared_stamp
 from medqa.finetune import RunSettings, TrainSettings
 from medqa.generation import DecodingSettings
 from medqa.modeling import LoraSettings, ModelSettings, QuantSettings
-from medqa.probes import load_probes
+from medqa.probe_specs import load_probes
+from medqa.quality import QualitySettings
 from medqa.tracking import TrackingSettings
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -82,6 +83,7 @@ def settings_from_cfg(cfg: DictConfig) -> RunSettings:
         decoding=_build(DecodingSettings, cfg.decoding, "decoding"),
         tracking=_build(TrackingSettings, cfg.tracking, "tracking"),
         probes=load_probes(OmegaConf.to_container(cfg.probes.questions, resolve=True)),
+        quality=_build(QualitySettings, cfg.quality, "quality"),
     )
 
 

@@ -75,3 +75,14 @@ def generation_is_collective(model) -> bool:
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     return isinstance(model, FullyShardedDataParallel)
+
+
+def share_from_main(value):
+    """Rank 0's `value` on every rank (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if world_size() == 1 or not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

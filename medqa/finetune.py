@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
+from medqa.lexicon import corpus_words
 from medqa.modeling import (
     LoraSettings,
     ModelSettings,
@@ -21,8 +22,9 @@ from medqa.modeling import (
     load_base,
     lora_config,
 )
-from medqa.probes import EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
+from medqa.probes import SELECT_METRIC, EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
 from medqa.provenance import log_provenance, write_provenance
+from medqa.quality import SELECT_RULES, QualitySettings
 from medqa.report import plot_run
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
@@ -55,6 +57,7 @@ class TrainSettings:
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     torch_compile: bool = False
     seed: int = 42
+    select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class RunSettings:
     decoding: DecodingSettings
     tracking: TrackingSettings
     probes: list[Probe]
+    quality: QualitySettings = field(default_factory=QualitySettings)
 
 
 def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate: bool = True):
@@ -112,7 +116,20 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
         # Every LoRA weight is used in every step: DDP need not search for unused ones (slow, and it breaks
         # gradient checkpointing).
         ddp_find_unused_parameters=False,
+        **selection_args(train.select_by),
     )
+
+
+def selection_args(select_by: str) -> dict:
+    """SFTConfig arguments that make the trainer keep (out of checkpoint rotation) and reload at the end the
+    best checkpoint by `select_by`: eval loss (the seed's choice), or a probe-quality score that
+    ProbeCallback puts into the eval metrics (medqa.quality.selection_score). `last` keeps the last weights."""
+    if select_by not in SELECT_RULES:
+        raise ValueError(f"train.select_by={select_by!r}: expected one of {list(SELECT_RULES)}")
+    if select_by == "last":
+        return {}
+    metric, greater = ("loss", False) if select_by == "loss" else (SELECT_METRIC, True)
+    return {"load_best_model_at_end": True, "metric_for_best_model": metric, "greater_is_better": greater}
 
 
 def build_trainer(
@@ -160,6 +177,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     started = time.time()
     # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
     # before it reads a source.
+    selection_args(settings.train.select_by)  # a bad train.select_by fails before anything loads
     if is_main_process():  # the other ranks share rank 0's folder (medqa.distributed.shared_stamp)
         check_fresh_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +201,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             run_dir / "probes.jsonl",
             run,
             seed=settings.decoding.seed,
+            quality=settings.quality,
+            known_words=frozenset(corpus_words(_texts(train_ds))),  # words seen in training are not invented
         )
         report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
         trainer = build_trainer(
@@ -194,7 +214,11 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             settings.lora,
             run_dir / "checkpoints",
             report_to,
-            callbacks=[ProbeCallback(recorder), EvalAtEndCallback(), *(extra_callbacks or [])],
+            callbacks=[
+                ProbeCallback(recorder, settings.train.select_by),
+                EvalAtEndCallback(),
+                *(extra_callbacks or []),
+            ],
         )
         trainable, total = count_parameters(trainer.model)
         world = world_size()
@@ -206,6 +230,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         trainer.train()
         train_seconds = time.time() - train_started
 
+        selected = _selected(trainer.state, settings.train.select_by, recorder)
+        determinism = recorder.check_determinism(trainer.model, tokenizer)  # on the weights that are kept
         adapter_dir = run_dir / "adapter"
         trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
         if not is_main_process():
@@ -225,6 +251,10 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "params_total": total,
             "data": data_counts,
             "evals": eval_table(trainer.state.log_history, recorder),
+            "selected": selected,
+            "divergence": recorder.alarms,
+            "determinism": determinism,
+            "flags": [] if determinism["identical"] else ["nondeterministic_probes"],
             "global_step": trainer.state.global_step,
             "world_size": world,
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
@@ -237,6 +267,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         final = summary["evals"][-1]
         summary["final_eval_loss"] = final["eval_loss"]
         summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]
+        run.summary.update({"selected/step": selected["step"], "probes/divergence_count": len(recorder.alarms)})
         run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
         (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
         finished = True
@@ -260,10 +291,30 @@ def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:
                     "eval_loss": entry["eval_loss"],
                     "mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
                     "probe_eos_rate": recorder.eos_rate(step),
-                    "probe_quality": None,  # filled in by the quality metrics (issue "quality")
+                    "probe_quality": recorder.quality_at(step),
+                    "divergence": any(a["step"] == step for a in recorder.alarms),
                 }
             )
     return rows
+
+
+def _selected(state, select_by: str, recorder: ProbeRecorder) -> dict:
+    """Which eval's weights became the run's adapter, and why (written to run.json)."""
+    best = select_by != "last" and state.best_model_checkpoint is not None  # else: the last weights were kept
+    step = state.best_global_step if best else state.global_step
+    return {
+        "rule": select_by,
+        "step": step,
+        "checkpoint": state.best_model_checkpoint if best else None,
+        "score": state.best_metric if best else None,
+        "probe_quality": recorder.quality_at(step),
+        "eval_loss": next((e["eval_loss"] for e in recorder.evals if e["step"] == step), None),
+    }
+
+
+def _texts(ds) -> list[str]:
+    """Every message text of a prompt/completion dataset."""
+    return [m["content"] for column in ("prompt", "completion") for chat in ds[column] for m in chat]
 
 
 def _versions() -> dict:

@@ -43,11 +43,15 @@ def main(cfg: DictConfig) -> float:
         Path(hydra_cfg.runtime.output_dir),
         logged,
         name=f"{source.label} · {preset}",
+        quality=settings.quality,
     )
     print(f"\n{source.label} (step {source.step}) decoded with {preset}: {summary['generation_config']}")
+    print(f"probe quality {summary['quality']:.3f}, EOS rate {summary['eos_rate']:.0%}")
     for row in summary["answers"]:
         stop = "EOS" if row["stopped_eos"] else "no EOS"
-        print(f"\n[{row['probe_id']}] ({row['n_tokens']} tokens, {stop})\n{row['answer']}")
+        flags = ", ".join(row["flags"]) or "no flags"
+        head = f"[{row['probe_id']}] ({row['n_tokens']} tokens, {stop}; quality {row['quality']:.2f}: {flags})"
+        print(f"\n{head}\n{row['answer']}")
     print(f"\nout dir:      {summary['out_dir']}  (probes.jsonl, redecode.json)")
     if summary["wandb_dir"]:
         print(f"W&B offline:  {summary['wandb_dir']}  (group {summary['group']})")

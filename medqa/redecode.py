@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medqa.generation import DecodingSettings, generation_config
+from medqa.lexicon import shipped_words
 from medqa.modeling import ModelSettings, QuantSettings, load_adapter, load_base, load_tokenizer, resolve_model_path
 from medqa.probes import Probe, ProbeRecorder
+from medqa.quality import QualitySettings
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -112,6 +114,7 @@ def redecode(
     out_dir: Path,
     logged_config: dict,
     name: str | None = None,
+    quality: QualitySettings | None = None,
 ) -> dict:
     """Answer the probes with `source`'s weights under `decoding`, into the fresh `out_dir` and a new W&B run
     (job_type "redecode", `tracking.group`); returns the summary also written to redecode.json."""
@@ -131,7 +134,16 @@ def redecode(
     run = start_run(tracking, out_dir, logged_config, name=name, job_type="redecode")
     finished = False
     try:
-        recorder = ProbeRecorder(probes, system_prompt, gen_config, out_dir / "probes.jsonl", run, seed=decoding.seed)
+        recorder = ProbeRecorder(
+            probes,
+            system_prompt,
+            gen_config,
+            out_dir / "probes.jsonl",
+            run,
+            seed=decoding.seed,
+            quality=quality,
+            known_words=shipped_words(),  # the embedded corpus' words; a hub run's own rows are not at hand here
+        )
         rows = recorder.record(weights, tokenizer, source.step)
         summary = {
             "out_dir": str(out_dir),
@@ -143,6 +155,7 @@ def redecode(
             "base_model": base_path,
             "generation_config": recorder.decoding,
             "eos_rate": recorder.eos_rate(source.step),
+            "quality": recorder.quality_at(source.step),
             "answers": rows,
             "seconds": round(time.time() - started, 1),
         }

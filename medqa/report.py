@@ -11,15 +11,17 @@ def _fmt(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def format_eval_table(evals: list[dict]) -> str:
-    """Per eval: step, train loss, eval loss, mean token accuracy, probe EOS rate and quality."""
+def format_eval_table(evals: list[dict], selected_step: int | None = None) -> str:
+    """Per eval: step, train loss, eval loss, mean token accuracy, probe EOS rate and quality; a note marks
+    the eval whose weights were kept and evals where the divergence alarm fired."""
     header = f"{'step':>6} {'train loss':>10} {'eval loss':>10} {'token acc':>10} {'probe EOS':>10} {'quality':>8}"
     lines = [header, "-" * len(header)]
     for e in evals:
+        note = ("  <- kept" if e["step"] == selected_step else "") + ("  DIVERGENCE" if e.get("divergence") else "")
         lines.append(
             f"{e['step']:>6} {_fmt(e['train_loss'], '.4f'):>10} {_fmt(e['eval_loss'], '.4f'):>10} "
             f"{_fmt(e['mean_token_accuracy'], '.4f'):>10} {_fmt(e['probe_eos_rate'], '.0%'):>10} "
-            f"{_fmt(e['probe_quality'], '.3f'):>8}"
+            f"{_fmt(e['probe_quality'], '.3f'):>8}{note}"
         )
     return "\n".join(lines)
 
@@ -46,6 +48,9 @@ def plot_run(log_history: list[dict], evals: list[dict], path: Path) -> Path:
         points = [(e["step"], e[key]) for e in evals if e.get(key) is not None]
         if points:
             right.plot(*zip(*points, strict=True), "o-", label=label)
+    alarms = [(e["step"], e["probe_quality"]) for e in evals if e.get("divergence")]
+    if alarms:
+        right.plot(*zip(*alarms, strict=True), "rx", markersize=12, label="divergence: loss down, quality down")
     right.set(xlabel="step", ylim=(-0.02, 1.02), title="What the answers did")
     right.legend(loc="lower right")
     fig.tight_layout()
@@ -56,12 +61,25 @@ def plot_run(log_history: list[dict], evals: list[dict], path: Path) -> Path:
 
 def print_run_summary(summary: dict) -> None:
     print()
-    print(format_eval_table(summary["evals"]))
+    selected = summary.get("selected") or {}
+    print(format_eval_table(summary["evals"], selected.get("step")))
     print(
         f"\n{summary['global_step']} steps in {summary['train_seconds']} s (run {summary['seconds']} s); "
         f"adapter {summary['adapter_bytes'] / 1e6:.2f} MB ({summary['adapter_tensors']} LoRA tensors, "
         f"{summary['params_trainable']:,} of {summary['params_total']:,} params trainable)"
     )
+    if selected:
+        print(
+            f"adapter kept: step {selected['step']} (train.select_by={selected['rule']}; "
+            f"quality {_fmt(selected['probe_quality'], '.3f')}, eval loss {_fmt(selected['eval_loss'], '.4f')})"
+        )
+    for alarm in summary.get("divergence", []):
+        print(
+            f"DIVERGENCE at step {alarm['step']}: eval loss {alarm['eval_loss']:.4f} < {alarm['reference_loss']:.4f} "
+            f"but probe quality {alarm['quality']:.3f} < {alarm['reference_quality']:.3f}"
+        )
+    if summary.get("flags"):
+        print(f"flags:        {', '.join(summary['flags'])} (see run.json: determinism)")
     print(f"run dir:      {summary['run_dir']}  (run.json, probes.jsonl, curves.png, adapter/, .hydra/)")
     if summary["wandb_dir"]:
         wandb_cli = Path(sys.executable).with_name("wandb")  # the one installed beside this Python

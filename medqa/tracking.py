@@ -56,14 +56,22 @@ def wandb_run_dir(run) -> Path | None:
     return Path(run.dir).parent
 
 
+def _cell(value):
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+
 def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
-    """(long, wide): one row per (step, probe), and one row per probe with a column of answers per step."""
-    long = wandb.Table(columns=PROBE_COLUMNS, data=[[r[c] for c in PROBE_COLUMNS] for r in rows])
+    """(long, wide): one row per (step, probe) with its quality metrics as further columns, and one row per
+    probe with a column of answers (and their quality and flags) per step."""
+    columns = PROBE_COLUMNS + [c for c in rows[0] if c not in PROBE_COLUMNS]
+    long = wandb.Table(columns=columns, data=[[_cell(r.get(c)) for c in columns] for r in rows])
     steps = sorted({r["step"] for r in rows})
     by_probe: dict[str, dict] = {}
     for r in rows:
         entry = by_probe.setdefault(r["probe_id"], {"question": r["question"]})
         entry[r["step"]] = r["answer"] + ("" if r["stopped_eos"] else " [no EOS: hit the token limit]")
+        if "quality" in r:
+            entry[r["step"]] += f"\n[quality {r['quality']:.2f}" + "".join(f"; {f}" for f in r["flags"]) + "]"
     wide = wandb.Table(
         columns=["probe_id", "question", *[f"step_{s}" for s in steps]],
         data=[[pid, e["question"], *[e.get(s, "") for s in steps]] for pid, e in by_probe.items()],
@@ -73,14 +81,15 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
-    {"history": [row, ...], "config": {...}, "group", "job_type", "name"}; later config updates merged in."""
+    {"history": [row, ...], "config": {...}, "summary": {...}, "alerts": [{title, text, level}, ...], "group",
+    "job_type", "name"}; later config updates merged in."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    run: dict = {"history": [], "config": {}}
+    run: dict = {"history": [], "config": {}, "summary": {}, "alerts": []}
     for line in out.splitlines():
         if not line.startswith("{"):
             continue
@@ -93,4 +102,8 @@ def read_offline_run(wandb_dir: Path) -> dict:
             run.update(group=meta.get("run_group"), job_type=meta.get("job_type"), name=meta.get("display_name"))
         elif record.get("type") == "config":
             run["config"].update(record["config"].get("update", {}))
+        elif record.get("type") == "summary":
+            run["summary"].update(record["summary"].get("update", {}))
+        elif record.get("type") == "alert":
+            run["alerts"].append(record["alert"])
     return run

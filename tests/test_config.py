@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 
 from medqa.config import CONF_DIR, settings_from_cfg
 
-GROUPS = ["model", "data", "lora", "train", "decoding", "quant", "tracking", "probes"]
+GROUPS = ["model", "data", "lora", "train", "decoding", "quant", "tracking", "probes", "quality"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 

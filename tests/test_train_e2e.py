@@ -71,7 +71,23 @@ def test_probes_recorded_at_step0_and_every_eval(smoke_run):
     for r in rows:
         assert r["n_tokens"] <= 48 and isinstance(r["stopped_eos"], bool)
         assert r["stopped_eos"] or r["n_tokens"] == 48
+        assert 0 <= r["quality"] <= 1 and isinstance(r["flags"], list) and ("no_eos" in r["flags"]) != r["stopped_eos"]
     assert any(r["answer"].strip() for r in rows)
+
+
+def test_adapter_kept_is_the_best_eval_by_probe_quality(smoke_run):
+    from safetensors.torch import load_file
+
+    summary, run_dir, _ = smoke_run
+    evals = {e["step"]: e for e in summary["evals"]}
+    assert all(e["probe_quality"] is not None for e in evals.values())
+    selected = summary["selected"]
+    assert selected["rule"] == "quality" and selected["step"] in (3, 6)  # step 0 is the base model, no adapter
+    assert selected["probe_quality"] == max(evals[3]["probe_quality"], evals[6]["probe_quality"])
+    kept = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+    best = load_file(Path(selected["checkpoint"]) / "adapter_model.safetensors")
+    assert kept.keys() == best.keys() and all(torch.equal(kept[k], best[k]) for k in kept)
+    assert summary["determinism"]["identical"] and summary["flags"] == []
 
 
 def test_run_dir_holds_the_run(smoke_run):
@@ -96,14 +112,25 @@ def test_wandb_offline_run_reads_back(smoke_run):
         "train/entropy",
         "train/num_tokens",
         "probes/eos_rate",
+        "probes/quality",
+        "probes/rep_4",
+        "probes/fact_recall",
+        "probes/flag_repetition_loop",
+        "probes/divergence",
+        "probe_quality/hypertension_first_line",
     ):
         assert key in keys, key
+    quality = [h for h in run["history"] if "probes/quality" in h]
+    assert [h["train/global_step"] for h in quality] == [0, 3, 6]
+    assert [h["probes/quality"] for h in quality] == [e["probe_quality"] for e in summary["evals"]]
+    assert "probes/deterministic_batching" in run["summary"]
     # wandb flattens a logged table into dotted keys of the history row
     tables = [h for h in run["history"] if "probes/answers.path" in h]
     assert len(tables) == 3 and all(t["probes/answers._type"] == "table-file" for t in tables)
     files = Path(summary["wandb_dir"]) / "files"
     last = json.loads((files / tables[-1]["probes/answers.path"]).read_text())
     assert len(last["data"]) == 15 and last["columns"][:4] == ["step", "probe_id", "question", "answer"]
+    assert {"quality", "flags", "rep_4", "invented_terms", "fact_recall"} <= set(last["columns"])
     wide = json.loads((files / tables[-1]["probes/side_by_side.path"]).read_text())
     assert wide["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"] and len(wide["data"]) == 5
     assert run["config"]["lora"]["target_modules"][-1] == "down_proj"  # the resolved Hydra config

@@ -1,0 +1,127 @@
+"""Probe questions and what a good answer to each must (`expect`) and must not (`forbid`) say.
+
+Light on purpose (no torch): the scoring CLI loads probe sets without a model. A probe set is a YAML file
+in conf/probes/ with a `questions` list; each item:
+
+    id: hypertension_first_line
+    question: What is the first-line treatment for hypertension in adults?
+    expect:                       # synonym groups; a group is met when any of its phrases occurs
+      - [thiazide, chlorthalidone, hydrochlorothiazide]
+      - [ACE inhibitor, "*pril"]  # `*` matches letters: "*pril" = lisinopril, ramipril, ...
+    forbid:                       # claims a good answer must not make
+      - claim: a beta-blocker named as first-line
+        terms: [beta-blocker, atenolol, "*olol"]
+        context: [first-line, first choice]   # optional: only when these occur in the same sentence
+        unless: [not, reserved]               # optional: sentences with these are not the claim
+    expected_items: [1, 6]        # a sensible list length for this question
+    topic: [blood pressure]       # extra on-topic words, for the list-drift check
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROBES_DIR = Path(__file__).resolve().parent.parent / "conf" / "probes"
+
+# Sentences containing one of these are read as denying a forbidden claim, not making it.
+NEGATIONS = ("not", "no", "never", "cannot", "avoid", "avoided", "rather than", "instead of", "no longer")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A forbidden claim: a sentence with one of `terms`, one of `context` (if any), and none of `unless`."""
+
+    claim: str
+    terms: tuple[str, ...]
+    context: tuple[str, ...] = ()
+    unless: tuple[str, ...] = NEGATIONS
+
+
+@dataclass(frozen=True)
+class Probe:
+    id: str
+    question: str
+    expect: tuple[tuple[str, ...], ...] = ()
+    forbid: tuple[Claim, ...] = ()
+    expected_items: tuple[int, int] | None = None
+    topic: tuple[str, ...] = ()
+
+
+PROBE_KEYS = {"id", "question", "expect", "forbid", "expected_items", "topic"}
+CLAIM_KEYS = {"claim", "terms", "context", "unless"}
+
+
+def _strings(value, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _probe(i: int, item: dict) -> Probe:
+    where = f"probes.questions[{i}] ({item.get('id', '?')})"
+    unknown = sorted(set(item) - PROBE_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(PROBE_KEYS)}")
+    question = str(item.get("question") or "").strip()
+    if not question:
+        raise ValueError(f"{where}: empty question")
+    expect = tuple(_strings(g, f"{where}.expect[{j}]") for j, g in enumerate(item.get("expect") or []))
+    forbid = []
+    for j, c in enumerate(item.get("forbid") or []):
+        at = f"{where}.forbid[{j}]"
+        if not isinstance(c, dict) or set(c) - CLAIM_KEYS or "terms" not in c:
+            raise ValueError(f"{at}: expected a mapping with terms (and claim, context, unless), got {c!r}")
+        forbid.append(
+            Claim(
+                claim=str(c.get("claim") or ", ".join(_strings(c["terms"], at))),
+                terms=_strings(c["terms"], f"{at}.terms"),
+                context=_strings(c["context"], f"{at}.context") if c.get("context") else (),
+                unless=_strings(c["unless"], f"{at}.unless") if c.get("unless") else NEGATIONS,
+            )
+        )
+    items = item.get("expected_items")
+    if items is not None:
+        if not (isinstance(items, list | tuple) and len(items) == 2 and 0 <= int(items[0]) <= int(items[1])):
+            raise ValueError(f"{where}.expected_items: expected [min, max] with 0 <= min <= max, got {items!r}")
+        items = (int(items[0]), int(items[1]))
+    topic = _strings(item["topic"], f"{where}.topic") if item.get("topic") else ()
+    return Probe(str(item.get("id") or f"probe_{i}"), question, expect, tuple(forbid), items, topic)
+
+
+def load_probes(items: list[dict]) -> list[Probe]:
+    """Probe list from config items ({id, question, and optionally expect/forbid/expected_items/topic})."""
+    probes = [_probe(i, dict(item)) for i, item in enumerate(items)]
+    ids = [p.id for p in probes]
+    if not probes or len(set(ids)) != len(ids):
+        raise ValueError(f"probes.questions: need at least one probe and unique ids, got {ids}")
+    return probes
+
+
+def load_probe_set(name: str) -> list[Probe]:
+    """A probe set by name (conf/probes/NAME.yaml) or by path to such a YAML file."""
+    import yaml
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROBES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROBES_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"probe set {name!r}: no file {path} (known sets: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data.get("questions"), list):
+        raise ValueError(f"{path}: expected a `questions:` list")
+    return load_probes(data["questions"])
+
+
+def phrase_pattern(phrase: str) -> re.Pattern:
+    """Case-insensitive, whole-word regex for a spec phrase: spaces and hyphens match each other, `*` matches
+    letters, and a trailing plural s/es is allowed ("ACE inhibitor" matches "ACE-inhibitors")."""
+    words = [re.escape(w).replace(r"\*", "[a-z]*") for w in re.split(r"[\s\-]+", phrase.strip().lower())]
+    return re.compile(r"(?<![a-z0-9])" + r"[\s\-]+".join(words) + r"(?:e?s)?(?![a-z0-9])", re.IGNORECASE)
+
+
+def find_phrases(phrases: tuple[str, ...], text: str) -> list[str]:
+    """The phrases of `phrases` that occur in `text` (see phrase_pattern)."""
+    return [p for p in phrases if phrase_pattern(p).search(text)]
