@@ -45,9 +45,13 @@ def _is_adapter_dir(path: Path) -> bool:
 
 
 def _final_step(run_dir: Path) -> int:
-    for name in ("run.json", "trainer_state.json"):
-        if (run_dir / name).exists():
-            return int(json.loads((run_dir / name).read_text()).get("global_step", 0))
+    """The step whose weights the run's adapter/ holds: the selected eval (train.select_by), else the last."""
+    if (run_dir / "run.json").exists():
+        summary = json.loads((run_dir / "run.json").read_text())
+        selected = summary.get("selected") or {}
+        return int(selected.get("step", summary.get("global_step", 0)))
+    if (run_dir / "trainer_state.json").exists():
+        return int(json.loads((run_dir / "trainer_state.json").read_text()).get("global_step", 0))
     return 0
 
 

@@ -52,6 +52,7 @@ def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tm
         "train=smoke",
         "train.max_steps=2",
         "train.eval_steps=2",
+        "train.save_steps=2",  # the kept checkpoint (train.select_by) is one of the evaluated ones
         "data.total=40",
         "decoding.max_new_tokens=4",
         "tracking=none",
@@ -71,6 +72,6 @@ def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tm
     for job in ("0", "1"):
         summary = json.loads((sweep_dir / job / "run.json").read_text())
         assert summary["global_step"] == 2
-        wikidoc_rows[job] = summary["data"].get("wikidoc", {}).get("sampled", 0)
+        wikidoc_rows[job] = summary["data"]["sources"].get("wikidoc", {}).get("sampled", 0)
     assert wikidoc_rows == {"0": 0, "1": 6}  # 0% and 15% of 40 rows
     assert list((sweep_dir / ".submitit").glob("*/*_result.pkl")), "submitit ran the jobs"

@@ -33,10 +33,11 @@ def _snapshot(folder: Path) -> dict[str, float]:
 
 
 def test_find_weights_from_run_adapter_and_checkpoint_dirs(smoke_run):
-    _, run_dir, _ = smoke_run
+    summary, run_dir, _ = smoke_run
     run_dir = run_dir.resolve()
-    assert find_weights(str(run_dir)) == WeightsSource(run_dir, run_dir / "adapter", 6)
-    assert find_weights(str(run_dir / "adapter")) == WeightsSource(run_dir, run_dir / "adapter", 6)
+    kept = summary["selected"]["step"]  # the eval whose weights adapter/ holds (train.select_by)
+    assert find_weights(str(run_dir)) == WeightsSource(run_dir, run_dir / "adapter", kept)
+    assert find_weights(str(run_dir / "adapter")) == WeightsSource(run_dir, run_dir / "adapter", kept)
     checkpoint = run_dir / "checkpoints" / "checkpoint-3"
     assert find_weights(str(checkpoint)) == WeightsSource(run_dir, checkpoint, 3)
     assert find_weights("none") == WeightsSource() and find_weights(None).label == "base"
@@ -70,11 +71,12 @@ def test_saved_run_settings_from_run_json_and_from_hydra_config(smoke_run, compo
         saved_run_settings(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize(("weights", "step"), [("adapter", 6), ("checkpoints/checkpoint-3", 3), ("none", 0)])
+@pytest.mark.parametrize(("weights", "step"), [("adapter", None), ("checkpoints/checkpoint-3", 3), ("none", 0)])
 def test_redecoding_with_the_training_decoding_gives_the_training_answers(smoke_run, tmp_path, weights, step):
-    """The saved weights (final adapter, a checkpoint, the base alone) reload exactly: same answers as the
-    probes gave during training at that step."""
-    _, run_dir, _ = smoke_run
+    """The saved weights (the run's adapter, a checkpoint, the base alone) reload exactly: same answers as the
+    probes gave during training at that step (the adapter holds the eval that train.select_by kept)."""
+    summary_run, run_dir, _ = smoke_run
+    step = summary_run["selected"]["step"] if step is None else step
     source = find_weights(weights if weights == "none" else str(run_dir / weights))
     trained = saved_run_settings(run_dir)
     summary = redecode(
@@ -160,9 +162,10 @@ def test_cli_redecodes_a_run_under_two_presets(smoke_run, tmp_path, shrink_overr
         assert config["redecode"]["decoding_preset"] == preset
         assert config["redecode"]["adapter_dir"] == str((run_dir / "adapter").resolve())
         (table,) = [h for h in runs[preset]["history"] if "probes/answers.path" in h]
-        assert table["train/global_step"] == 6
+        kept = summary["selected"]["step"]
+        assert table["train/global_step"] == kept
         answers = json.loads((wandb_dir / "files" / table["probes/answers.path"]).read_text())
-        assert len(answers["data"]) == 5 and {row[0] for row in answers["data"]} == {6}
+        assert len(answers["data"]) == 5 and {row[0] for row in answers["data"]} == {kept}
     ngram3 = runs["greedy_ngram3"]["config"]["decoding/generation_config"]
     rp13 = runs["greedy_rp13"]["config"]["decoding/generation_config"]
     assert (ngram3["no_repeat_ngram_size"], ngram3["repetition_penalty"]) == (3, 1.0)
@@ -197,7 +200,7 @@ def test_adapter_carries_the_probe_decoding_for_plain_transformers_and_peft(smok
     for row in out[:, batch["input_ids"].shape[1] :].tolist():
         ends = [i for i, t in enumerate(row) if t in config.eos_token_id]
         answers.append(tokenizer.decode(row[: ends[0]] if ends else row))
-    assert dict(zip(questions, answers, strict=True)) == _answers(run_dir, 6)
+    assert dict(zip(questions, answers, strict=True)) == _answers(run_dir, summary["selected"]["step"])
 
 
 def test_training_run_logs_its_decoding(smoke_run):
