@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medqa.checks import validate_settings
 from medqa.data import DataSettings, build_datasets
 from medqa.generation import DecodingSettings, generation_config
 from medqa.modeling import (
@@ -21,7 +22,9 @@ from medqa.modeling import (
     lora_config,
 )
 from medqa.probes import EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
+from medqa.redact import redact
 from medqa.report import plot_run
+from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
@@ -47,6 +50,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     precision: str = "fp32"  # fp32 | bf16 | fp16
     seed: int = 42
+    resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.resume)
 
 
 @dataclass(frozen=True)
@@ -134,16 +138,21 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     """Train, probe at every eval, save the adapter; return the run summary (also written to run.json).
     `extra_callbacks` are more transformers TrainerCallbacks (tests use one to watch the weights)."""
     started = time.time()
-    # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
-    # before it reads a source.
-    check_fresh_run_dir(run_dir)
+    # Cheap checks first, before anything loads: every setting (medqa.checks), then the run dir: a resumed
+    # run continues its own folder from the latest checkpoint (medqa.resume), a fresh one never writes into
+    # a folder that holds a run.
+    validate_settings(settings)
+    resume_from = check_resumable(run_dir) if settings.train.resume else None
+    if resume_from is None:
+        check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     train_ds, eval_ds, data_counts = build_datasets(settings.data)
     model, tokenizer, model_path = load_base(settings.model, settings.quant)
     gen_config = generation_config(settings.decoding, tokenizer)
 
-    run = start_run(settings.tracking, run_dir, logged_config)
+    run_id = previous_wandb_id(run_dir) if resume_from else None  # the same W&B run continues
+    run = start_run(settings.tracking, run_dir, redact(logged_config), run_id=run_id)
     finished = False
     try:
         recorder = ProbeRecorder(
@@ -154,6 +163,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             run,
             seed=settings.decoding.seed,
         )
+        if resume_from:
+            recorder.rows = begin_resume(run_dir, resume_from, run)
         report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
         trainer = build_trainer(
             model,
@@ -168,8 +179,13 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         )
         trainable, total = count_parameters(trainer.model)
         run.summary.update({"params/trainable": trainable, "params/total": total})
+        if resume_from:
+            trainer.args.eval_on_start = False  # step 0 was evaluated and probed before the interruption
         train_started = time.time()
-        trainer.train()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except OSError as err:
+            raise write_error(err, run_dir) from err
         train_seconds = time.time() - train_started
 
         adapter_dir = run_dir / "adapter"
@@ -189,7 +205,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "global_step": trainer.state.global_step,
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
-            "settings": asdict(settings),
+            "settings": redact(asdict(settings)),
             "versions": _versions(),
         }
         summary["plot"] = str(plot_run(trainer.state.log_history, summary["evals"], run_dir / "curves.png"))

@@ -26,8 +26,10 @@ class TrackingSettings:
     tags: list[str] = field(default_factory=list)
 
 
-def start_run(settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None):
-    """Start a wandb run whose files live under `run_dir/wandb`."""
+def start_run(
+    settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None, run_id: str | None = None
+):
+    """Start a wandb run whose files live under `run_dir/wandb`; with `run_id`, continue that run (resume)."""
     if settings.mode not in {"offline", "online", "disabled"}:
         raise ValueError(f"tracking.mode={settings.mode!r}: expected offline, online or disabled")
     return wandb.init(
@@ -39,6 +41,8 @@ def start_run(settings: TrackingSettings, run_dir: Path, config: dict, name: str
         config=config,
         dir=str(run_dir),
         mode=settings.mode,
+        id=run_id,
+        resume="allow" if run_id else None,
     )
 
 
@@ -66,7 +70,7 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
-    {"history": [row, ...], "config": {...}}."""
+    {"history": [row, ...], "config": {...}, "id": run id, "resumed": bool}."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
@@ -82,4 +86,5 @@ def read_offline_run(wandb_dir: Path) -> dict:
             run["history"].append(record["history"]["item"])
         elif record.get("type") == "run":
             run["config"] = record["run"].get("config", {}).get("update", {})
+            run["id"], run["resumed"] = record["run"].get("run_id"), bool(record["run"].get("resume"))
     return run
