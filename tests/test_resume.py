@@ -59,8 +59,8 @@ class WaitForKill(TrainerCallback):
 
 real = medqa.finetune.finetune
 medqa.finetune.finetune = lambda *a: real(*a, [WaitForKill()])
-from medqa.train import cli
-cli(sys.argv[1:])
+import runpy
+runpy.run_module("medqa.train", run_name="__main__")  # as `python -m medqa.train`
 """
 
 
@@ -84,7 +84,8 @@ def runs(base_dir, shrink_overrides, compose_small, tmp_path_factory):
     deadline = time.time() + 400
     while not marker.exists() and child.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(child.pid, signal.SIGKILL)
+    if child.poll() is None:
+        os.killpg(child.pid, signal.SIGKILL)
     first_out = child.communicate()[0].decode()
     assert marker.exists(), first_out[-3000:]
     killed = {
@@ -220,3 +221,42 @@ def test_write_failure_mid_run_is_clear_and_keeps_earlier_checkpoints(compose_sm
     assert f"train.resume={run_dir}" in message
     assert saved and {p: _sha(p) for p in saved} == saved  # checkpoint-3 byte-identical
     assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-3"]
+
+
+def _saved_run(root: Path, name: str, cfg, finished: bool = False) -> Path:
+    """A run folder as Hydra and the trainer leave it: .hydra/config.yaml and one complete checkpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    from medqa.resume import CHECKPOINT_FILES
+
+    run_dir = root / "runs" / "2026-11-27" / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    ckpt = run_dir / "checkpoints" / "checkpoint-4"
+    ckpt.mkdir(parents=True)
+    for f in CHECKPOINT_FILES:
+        (ckpt / f).write_text("{}")
+    save_file({"lora_A": torch.zeros(2, 2)}, str(ckpt / "adapter_model.safetensors"))
+    if finished:
+        (run_dir / "run.json").write_text("{}")
+    return run_dir
+
+
+def test_resume_auto_picks_the_latest_unfinished_run_of_the_same_config(compose, tmp_path, monkeypatch):
+    from medqa.checks import ConfigError
+    from medqa.resume import resolve_resume
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(["train=smoke"])
+    assert resolve_resume(["train.resume=auto"], cfg, "auto") == ["train.resume=null"]  # nothing yet: fresh
+
+    older = _saved_run(tmp_path, "05-00-00-000001", cfg)
+    _saved_run(tmp_path, "05-10-00-000001", compose(["train=smoke", "train.lr=0.1"]))  # another config
+    _saved_run(tmp_path, "05-20-00-000001", cfg, finished=True)  # finished: never resumed
+    argv = resolve_resume(["train=smoke", "train.resume=auto"], cfg, "auto")
+    assert f"hydra.run.dir={older.absolute()}" in argv and f"train.resume={older.absolute()}" in argv
+    assert any(a.startswith("hydra.output_subdir=.hydra/resume-") for a in argv)
+
+    with pytest.raises(ConfigError, match=r"config differs .* in train\.lr"):
+        resolve_resume(["train.resume=x"], compose(["train=smoke", "train.lr=0.5"]), str(older))
