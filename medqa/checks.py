@@ -140,6 +140,8 @@ def validate_settings(settings) -> None:
         settings.decoding,
         settings.tracking,
     )
+    if m.recipe is not None:
+        problems += recipe_problems(m.recipe)
     need(m.source in MODEL_SOURCES, "model.source", m.source, f"expected one of {sorted(MODEL_SOURCES)}")
     need(m.dtype in DTYPES, "model.dtype", m.dtype, f"expected one of {sorted(DTYPES)}")
     need(m.source != "embedded" or m.recipe is not None, "model.recipe", None, "model.source=embedded needs a recipe")
@@ -210,6 +212,42 @@ def validate_settings(settings) -> None:
     need(tr.mode in TRACKING_MODES, "tracking.mode", tr.mode, f"expected one of {sorted(TRACKING_MODES)}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def recipe_problems(recipe, key: str = "model.recipe") -> list[str]:
+    """What is wrong with an embedded-model recipe (medqa.build_base.TinyRecipe), one entry per key."""
+    problems = _type_problems(recipe, key)
+    if problems:
+        return problems
+    for f in dataclasses.fields(recipe):
+        value = getattr(recipe, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and f.name not in ("seed", "warmup_steps"):
+            if value < 1:
+                problems.append(f"{key}.{f.name}={value}: must be >= 1")
+    if recipe.lr <= 0:
+        problems.append(f"{key}.lr={recipe.lr}: must be > 0")
+    if recipe.num_heads >= 1 and recipe.hidden_size % recipe.num_heads:
+        problems.append(f"{key}.num_heads={recipe.num_heads}: must divide hidden_size={recipe.hidden_size}")
+    if recipe.num_kv_heads >= 1 and recipe.num_heads % recipe.num_kv_heads:
+        problems.append(f"{key}.num_kv_heads={recipe.num_kv_heads}: must divide num_heads={recipe.num_heads}")
+    if recipe.seq_len > recipe.max_position_embeddings:
+        problems.append(f"{key}.seq_len={recipe.seq_len}: must be <= max_position_embeddings")
+    return problems
+
+
+def checked_recipe(overrides: list[str]):
+    """The embedded model's recipe for command-line overrides (python -m medqa.build_base); raises ConfigError."""
+    from medqa.config import tiny_recipe
+
+    cfg = compose_checked(overrides)
+    try:
+        recipe = tiny_recipe(cfg.model)
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ConfigError(_one_line(str(err))) from None
+    problems = recipe_problems(recipe)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return recipe
 
 
 def _cuda_available() -> bool:

@@ -55,6 +55,7 @@ BAD_INPUTS = [
     ("model_source", ["model.source=web"], ["model.source='web'", "embedded"]),
     ("trust_remote_code_not_bool", ["model.trust_remote_code=1"], ["model.trust_remote_code=1", "expected bool"]),
     ("missing_data_file", ["data.sources.wikidoc.path=/nonexistent/wikidoc.jsonl"], ["wikidoc.path", "no such file"]),
+    ("recipe_heads", ["model.recipe.num_heads=3"], ["model.recipe.num_heads=3", "must divide hidden_size=256"]),
     ("resume_missing_run", ["train.resume=/nonexistent/runs/x"], ["train.resume=/nonexistent/runs/x", "no such run"]),
 ]
 if not torch.cuda.is_available():
@@ -216,3 +217,24 @@ def test_cli_prints_one_line_and_exits_nonzero(overrides, expected, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(expected), out.stderr
     assert "Traceback" not in out.stderr + out.stdout and "hf_PLANTED" not in out.stderr + out.stdout
     assert not run_dir.exists() and not list(tmp_path.rglob("wandb"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["model.recipe.num_heads=3"], "model.recipe.num_heads=3: must divide hidden_size=256"),
+        (["model.recipe.pretrain_steps=0"], "model.recipe.pretrain_steps=0: must be >= 1"),
+        (["model.recipe.lr=fast"], "model.recipe.lr='fast': expected float or int"),
+        (["model.recipe.vocab=10"], "model.recipe.vocab=10: no such key; model.recipe has: batch_size"),
+    ],
+)
+def test_build_base_rejects_a_bad_recipe_before_building(overrides, expected, capsys, tmp_path, monkeypatch):
+    from medqa import build_base
+
+    monkeypatch.setenv("MEDQA_CACHE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        build_base.main(overrides)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"medqa.build_base: error: {expected}") and "\n" not in err, err
+    assert not list(tmp_path.iterdir()), "nothing is built or cached for a rejected recipe"

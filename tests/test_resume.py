@@ -189,26 +189,27 @@ def test_planted_secrets_appear_nowhere(runs):
 
 
 class FillTheDiskAfterFirstCheckpoint(TrainerCallback):
-    """After checkpoint-3 is written, no file may grow past 1 KiB (RLIMIT_FSIZE): every later write of the
+    """After checkpoint-2 is written, no file may grow past 1 KiB (RLIMIT_FSIZE): every later write of the
     run fails as it would on a full disk."""
 
     def __init__(self):
         self.limit = resource.getrlimit(resource.RLIMIT_FSIZE)
 
     def on_save(self, args, state, control, **kwargs):
-        if state.global_step == 3:
+        if state.global_step == 2:
             resource.setrlimit(resource.RLIMIT_FSIZE, (1024, self.limit[1]))
 
 
 def test_write_failure_mid_run_is_clear_and_keeps_earlier_checkpoints(compose_small, base_dir, tmp_path):
-    cfg = compose_small(["train=smoke", "data.total=80", "decoding.max_new_tokens=16", "tracking=none"])
+    small = ["train.max_steps=4", "train.save_steps=2", "train.eval_steps=2", "decoding.max_new_tokens=8"]
+    cfg = compose_small(["train=smoke", *small, "data.total=40", "tracking=none"])
     run_dir = tmp_path / "run"
     full = FillTheDiskAfterFirstCheckpoint()
     saved = {}
 
     class Snapshot(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 3:
+            if state.global_step == 2:
                 saved.update({p: _sha(p) for p in (run_dir / "checkpoints").rglob("*") if p.is_file()})
 
     try:
@@ -217,10 +218,10 @@ def test_write_failure_mid_run_is_clear_and_keeps_earlier_checkpoints(compose_sm
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, full.limit)
     message = str(err.value)
-    assert "could not write" in message and "File too large" in message and "checkpoint-3" in message
+    assert "could not write" in message and "File too large" in message and "checkpoint-2" in message
     assert f"train.resume={run_dir}" in message
-    assert saved and {p: _sha(p) for p in saved} == saved  # checkpoint-3 byte-identical
-    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-3"]
+    assert saved and {p: _sha(p) for p in saved} == saved  # checkpoint-2 byte-identical
+    assert [p.name for p in checkpoints(run_dir)] == ["checkpoint-2"]
 
 
 def _saved_run(root: Path, name: str, cfg, finished: bool = False) -> Path:
