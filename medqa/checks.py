@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -271,14 +272,14 @@ def _type_problems(obj: Any, prefix: str) -> list[str]:
             shown = "<hidden>" if is_secret_key(f.name) else repr(value)
             names = " or ".join(sorted({a.__name__ for a in allowed}))
             problems.append(f"{key}={shown}: expected {names}")
-        elif isinstance(value, bool) and bool not in (allowed or ()) and allowed:
+        elif isinstance(value, bool) and allowed and bool not in allowed:  # True is an int to isinstance
             problems.append(f"{key}={value!r}: expected a number")
     return problems
 
 
 def _allowed_types(hint: Any) -> tuple[type, ...] | None:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         out: tuple[type, ...] = ()
         for arg in typing.get_args(hint):
             sub = _allowed_types(arg)
@@ -305,19 +306,15 @@ def prompt_token_floor(system_prompt: str) -> int:
     Llama 3's pre-tokenizer split becomes at least one token."""
     from tokenizers import Regex, pre_tokenizers
 
-    from medqa.tokenizer import BOS, END_HEADER, EOT, LLAMA3_SPLIT, START_HEADER
+    from medqa.tokenizer import LLAMA3_SPLIT
 
     split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated")
     turns = [("system", system_prompt.strip())] if system_prompt.strip() else []
     turns += [("user", ""), ("assistant", None)]
     specials, text = 1, []  # BOS
-    for role, content in turns:
-        specials += 2  # start/end header
-        text.append(role + "\n\n")
-        if content is not None:
-            specials += 1  # end of turn
-            text.append(content)
-    assert BOS and END_HEADER and EOT and START_HEADER  # the format this bound describes
+    for role, content in turns:  # <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+        specials += 2 + (content is not None)
+        text += [role, "\n\n" + (content or "")]
     return specials + sum(len(split.pre_tokenize_str(piece)) for piece in text if piece)
 
 

@@ -164,7 +164,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             seed=settings.decoding.seed,
         )
         if resume_from:
-            recorder.rows = begin_resume(run_dir, resume_from, run)
+            begin_resume(run_dir, resume_from, run, recorder)
         report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
         trainer = build_trainer(
             model,

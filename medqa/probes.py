@@ -67,18 +67,22 @@ class ProbeRecorder:
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
+        self.log(step)
+        return rows
+
+    def log(self, step: int) -> None:
+        """Log the tables of every answer so far, and this step's EOS rate and answer length, to W&B."""
+        at = [r for r in self.rows if r["step"] == step]
         long, wide = probe_tables(self.rows)
-        mean_tokens = sum(r["n_tokens"] for r in rows) / len(rows)
         self.run.log(
             {
                 "probes/answers": long,
                 "probes/side_by_side": wide,
                 "probes/eos_rate": self.eos_rate(step),
-                "probes/mean_tokens": mean_tokens,
+                "probes/mean_tokens": sum(r["n_tokens"] for r in at) / len(at),
                 "train/global_step": step,
             }
         )
-        return rows
 
     def eos_rate(self, step: int) -> float | None:
         at = [r["stopped_eos"] for r in self.rows if r["step"] == step]

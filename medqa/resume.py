@@ -8,9 +8,10 @@ command's config is kept beside the first one in `.hydra/resume-<time>/`.
 What happened after the checkpoint is redone, so what was recorded after it is set aside, never deleted:
 probes.jsonl rows of later steps move to `probes.superseded-<time>.jsonl`; W&B offline cannot rewind a run
 (wandb 0.31 `resume_from` needs the server), so the resumed run starts a new offline segment with the same
-run id (`wandb/offline-run-<time>-<id>`, marked resumed) and first replays the previous segment's history up
-to the checkpoint step. The newest segment alone is then the whole run without gaps or duplicate steps:
-`wandb sync` that one. Earlier segments stay on disk untouched.
+run id (`wandb/offline-run-<time>-<id>`, marked resumed) and first replays the history up to the checkpoint
+step from the checkpoint's trainer_state.json and probes.jsonl (a killed segment may lack its last rows).
+The newest segment alone is then the whole run without gaps or duplicate steps: `wandb sync` that one.
+Earlier segments stay on disk untouched.
 """
 
 from __future__ import annotations
@@ -161,41 +162,43 @@ def previous_wandb_id(run_dir: Path) -> str | None:
     return segments[-1].name.rsplit("-", 1)[1] if segments else None
 
 
-def replay_history(run, segment: Path, up_to_step: int) -> int:
-    """Log the previous segment's history rows up to `up_to_step` (train/global_step) into `run`, tables
-    rebuilt from their files, so the new segment holds the whole run. Returns the rows replayed."""
-    import wandb
+# HF's WandbCallback puts these in the run summary, not the history (transformers.integrations.WandbCallback)
+SUMMARY_ONLY = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
 
-    from medqa.tracking import read_offline_run
 
+def replay_history(run, recorder, checkpoint: Path, probe_rows: list[dict]) -> int:
+    """Log the run's history up to `checkpoint` into `run` (the new W&B segment), rebuilt from what is on
+    disk for sure: the checkpoint's trainer_state.json log (as HF's WandbCallback logs it) and probes.jsonl
+    (as the recorder logs it). The killed segment is not read: a SIGKILL loses whatever W&B had not yet
+    written, so it may lack the last rows before the checkpoint. Returns the rows logged."""
+    from transformers.integrations.integration_utils import rewrite_logs
+
+    up_to = checkpoint_step(checkpoint)
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     n = 0
-    for row in read_offline_run(segment)["history"]:
-        if row.get("train/global_step", 0) > up_to_step:
+    for entry in state["log_history"]:
+        step = entry["step"]
+        if step > up_to:
             continue
-        tables = {k[: -len("._type")] for k, v in row.items() if k.endswith("._type") and v == "table-file"}
-        values = {}
-        for prefix in tables:
-            data = json.loads((segment / "files" / row[f"{prefix}.path"]).read_text(encoding="utf-8"))
-            values[prefix] = wandb.Table(columns=data["columns"], data=data["data"])
-        for k, v in row.items():
-            if not k.startswith("_") and not any(k.startswith(p + ".") for p in tables):
-                values[k] = v
-        run.log(values)
+        logs = {k: v for k, v in entry.items() if k != "step"}
+        run.summary.update({k: v for k, v in logs.items() if k in SUMMARY_ONLY})
+        run.log({**rewrite_logs({k: v for k, v in logs.items() if k not in SUMMARY_ONLY}), "train/global_step": step})
         n += 1
+        if "eval_loss" in entry and any(r["step"] == step for r in probe_rows):
+            recorder.rows = [r for r in probe_rows if r["step"] <= step]
+            recorder.log(step)  # the probe tables follow each eval, as during training
+            n += 1
+    recorder.rows = list(probe_rows)
     return n
 
 
-def begin_resume(run_dir: Path, checkpoint: Path, run) -> list[dict]:
-    """Set aside what was recorded after `checkpoint` and replay the W&B history up to it into `run` (the
-    new segment); returns the probe rows kept."""
-    step = checkpoint_step(checkpoint)
-    kept = set_aside_probe_rows(Path(run_dir) / "probes.jsonl", step)
+def begin_resume(run_dir: Path, checkpoint: Path, run, recorder) -> None:
+    """Set aside what was recorded after `checkpoint`, give the recorder the rows kept, and replay the W&B
+    history up to the checkpoint into `run` (the new segment)."""
+    kept = set_aside_probe_rows(Path(run_dir) / "probes.jsonl", checkpoint_step(checkpoint))
+    recorder.rows = kept
     if run is not None and not run.disabled:
-        new = Path(run.dir).parent
-        earlier = [s for s in wandb_segments(run_dir) if s != new]
-        if earlier:
-            replay_history(run, earlier[-1], step)
-    return kept
+        replay_history(run, recorder, checkpoint, kept)
 
 
 def write_error(err: OSError, run_dir: Path) -> RunWriteError:

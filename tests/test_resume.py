@@ -164,6 +164,11 @@ def test_wandb_history_continues_the_same_run(runs):
     for key in ("train/loss", "eval/loss", "probes/answers.path", "probes/eos_rate"):
         assert steps(last, key) == steps(reference, key), key  # no gap, no duplicate step
     assert steps(last, "eval/loss") == [0, 2, 4, 6, 8]
+
+    def rows(run):  # every history row: its step and which keys it logged, in order
+        return [(h["train/global_step"], sorted(k for k in h if not k.startswith("_"))) for h in run["history"]]
+
+    assert rows(last) == rows(reference)
     assert steps(last, "train/loss") == list(range(1, 9))
     evals = [h["eval/loss"] for h in last["history"] if "eval/loss" in h]
     assert evals == pytest.approx([h["eval/loss"] for h in reference["history"] if "eval/loss" in h], abs=1e-6)
