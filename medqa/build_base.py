@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if cached (the old copy is kept)")
     args = parser.parse_args(argv)
 
-    from medqa.config import compose_config, tiny_recipe
+    from medqa.checks import checked_recipe, exit_on_error
 
-    recipe = tiny_recipe(compose_config(args.overrides).model)
+    recipe = exit_on_error("medqa.build_base", lambda: checked_recipe(args.overrides))
     if args.force:
         cached = cache_root() / "base" / f"tiny-{recipe_key(recipe)}"
         if cached.exists():

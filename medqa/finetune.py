@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medqa.checks import validate_settings
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
@@ -25,7 +26,9 @@ from medqa.modeling import (
 from medqa.probes import SELECT_METRIC, EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
 from medqa.provenance import log_provenance, write_provenance
 from medqa.quality import SELECT_RULES, QualitySettings
+from medqa.redact import redact
 from medqa.report import plot_run
+from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
@@ -58,6 +61,7 @@ class TrainSettings:
     torch_compile: bool = False
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
+    resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.resume)
 
 
 @dataclass(frozen=True)
@@ -175,22 +179,27 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     """Train, probe at every eval, save the adapter; return the run summary (also written to run.json).
     `extra_callbacks` are more transformers TrainerCallbacks (tests use one to watch the weights)."""
     started = time.time()
-    # Cheap checks first: a taken run dir fails before anything loads, and build_datasets checks the mix
-    # before it reads a source.
+    # Cheap checks first, before anything loads: every setting (medqa.checks), then the run dir: a resumed
+    # run continues its own folder from the latest checkpoint (medqa.resume), a fresh one never writes into
+    # a folder that holds a run. The other ranks share rank 0's folder (medqa.distributed.shared_stamp).
+    validate_settings(settings)
     selection_args(settings.train.select_by)  # a bad train.select_by fails before anything loads
-    if is_main_process():  # the other ranks share rank 0's folder (medqa.distributed.shared_stamp)
-        check_fresh_run_dir(run_dir)
+    resume_from = check_resumable(run_dir) if settings.train.resume else None
+    if is_main_process():
+        if resume_from is None:
+            check_fresh_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
 
     check_data(settings.data)  # the mix and the sources' files, before the base model is built
     # The token-length filter counts the model's own tokens (tokenizer only; weights load below).
     train_ds, eval_ds, data_counts = build_datasets(settings.data, data_tokenizer(settings.model))
-    if is_main_process():
+    if is_main_process() and resume_from is None:  # a resumed run keeps the provenance it wrote first
         write_provenance(data_counts, run_dir)
     model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
     gen_config = generation_config(settings.decoding, tokenizer)
 
-    run = start_run(settings.tracking, run_dir, logged_config, job_type="train")
+    run_id = previous_wandb_id(run_dir) if resume_from else None  # the same W&B run continues
+    run = start_run(settings.tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
     finished = False
     try:
         log_provenance(run, data_counts)
@@ -204,6 +213,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             quality=settings.quality,
             known_words=frozenset(corpus_words(_texts(train_ds))),  # words seen in training are not invented
         )
+        if resume_from:
+            begin_resume(run_dir, resume_from, run, recorder)
         report_to = "none" if settings.tracking.mode == "disabled" else "wandb"
         trainer = build_trainer(
             model,
@@ -226,8 +237,13 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         run.summary.update(
             {"params/trainable": trainable, "params/total": total, "world_size": world, "global_batch": global_batch}
         )
+        if resume_from:
+            trainer.args.eval_on_start = False  # step 0 was evaluated and probed before the interruption
         train_started = time.time()
-        trainer.train()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except OSError as err:
+            raise write_error(err, run_dir) from err
         train_seconds = time.time() - train_started
 
         selected = _selected(trainer.state, settings.train.select_by, recorder)
@@ -260,7 +276,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
-            "settings": asdict(settings),
+            "settings": redact(asdict(settings)),
             "versions": _versions(),
         }
         summary["plot"] = str(plot_run(trainer.state.log_history, summary["evals"], run_dir / "curves.png"))

@@ -77,18 +77,36 @@ class ProbeRecorder:
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
-        long, wide = probe_tables(self.rows)
-        means = aggregate(rows)
-        scalars = {f"probes/{k}": v for k, v in means.items()}
-        scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in rows}
-        self.evals.append({"step": step, "eval_loss": eval_loss, **means})
-        if eval_loss is not None and len(self.evals) > 1:
-            alarm = divergence(self.evals, self.quality)
-            scalars["probes/divergence"] = float(alarm is not None)
-            if alarm:
-                self._raise(alarm)
-        self.run.log({"probes/answers": long, "probes/side_by_side": wide, **scalars, "train/global_step": step})
+        alarm = self._add_eval(step, eval_loss, rows)
+        if alarm:
+            self._raise(alarm)
+        self.log(step)
         return rows
+
+    def _add_eval(self, step: int, eval_loss: float | None, rows: list[dict]) -> dict | None:
+        """Keep this eval's aggregates beside its loss; the divergence alarm for it, if it fires."""
+        self.evals.append({"step": step, "eval_loss": eval_loss, **aggregate(rows)})
+        return divergence(self.evals, self.quality) if eval_loss is not None else None
+
+    def restore(self, rows: list[dict], eval_losses: dict[int, float]) -> None:
+        """Rebuild what the evals up to a checkpoint recorded (resume): the kept probes.jsonl rows, the
+        aggregates and the alarms, so selection and the alarm go on as if the run had never stopped."""
+        self.rows, self.evals, self.alarms = list(rows), [], []
+        for step in sorted({r["step"] for r in rows}):
+            alarm = self._add_eval(step, eval_losses.get(step), [r for r in rows if r["step"] == step])
+            if alarm:
+                self.alarms.append(alarm)
+
+    def log(self, step: int) -> None:
+        """Log the tables of every answer so far and this step's aggregates (probes/quality, probes/eos_rate,
+        probes/rep_4, ..., probes/divergence) to W&B; a resumed run replays it for the steps it keeps."""
+        at = [r for r in self.rows if r["step"] == step]
+        long, wide = probe_tables(self.rows)
+        scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
+        scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
+        if any(e["step"] < step for e in self.evals):
+            scalars["probes/divergence"] = float(any(a["step"] == step for a in self.alarms))
+        self.run.log({"probes/answers": long, "probes/side_by_side": wide, **scalars, "train/global_step": step})
 
     def _raise(self, alarm: dict) -> None:
         """The divergence alarm: kept for run.json, a W&B alert (recorded in the offline run file too) and a

@@ -29,10 +29,15 @@ class TrackingSettings:
 
 
 def start_run(
-    settings: TrackingSettings, run_dir: Path, config: dict, name: str | None = None, job_type: str | None = None
+    settings: TrackingSettings,
+    run_dir: Path,
+    config: dict,
+    name: str | None = None,
+    job_type: str | None = None,
+    run_id: str | None = None,
 ):
     """Start a wandb run whose files live under `run_dir/wandb`; `job_type` tells train from redecode
-    runs; on ranks other than 0, wandb's no-op run."""
+    runs; with `run_id`, continue that run (resume); on ranks other than 0, wandb's no-op run."""
     if settings.mode not in {"offline", "online", "disabled"}:
         raise ValueError(f"tracking.mode={settings.mode!r}: expected offline, online or disabled")
     mode = settings.mode if is_main_process() else "disabled"  # one W&B run per training run, from rank 0
@@ -46,6 +51,8 @@ def start_run(
         config=config,
         dir=str(run_dir),
         mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
     )
 
 
@@ -82,7 +89,7 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
     {"history": [row, ...], "config": {...}, "summary": {...}, "alerts": [{title, text, level}, ...], "group",
-    "job_type", "name"}; later config updates merged in."""
+    "job_type", "name", "id": run id, "resumed": bool}; later config updates merged in."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
@@ -100,6 +107,7 @@ def read_offline_run(wandb_dir: Path) -> dict:
             meta = record["run"]
             run["config"].update(meta.get("config", {}).get("update", {}))
             run.update(group=meta.get("run_group"), job_type=meta.get("job_type"), name=meta.get("display_name"))
+            run["id"], run["resumed"] = meta.get("run_id"), bool(meta.get("resume"))
         elif record.get("type") == "config":
             run["config"].update(record["config"].get("update", {}))
         elif record.get("type") == "summary":

@@ -1,32 +1,78 @@
-"""Hydra entrypoint: `python -m medqa.train [overrides]`. Composes conf/, hands plain settings to
-medqa.finetune, prints the per-eval summary and where the run lives."""
+"""Hydra entrypoint: `python -m medqa.train [overrides]`. Checks every input first (medqa.checks), then
+composes conf/ with Hydra, hands plain settings to medqa.finetune, prints the per-eval summary and where
+the run lives. `train.resume=runs/<date>/<time>` (or `auto`) continues an interrupted run (medqa.resume)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from medqa.config import settings_from_cfg
+from medqa.checks import ConfigError, check_run_dir_writable, checked_settings, exit_on_error, settings_checked
 from medqa.distributed import is_main_process
+from medqa.redact import redact
 from medqa.report import print_run_summary
+
+HYDRA_FILES = {".hydra": {"config.yaml", "hydra.yaml", "overrides.yaml"}, "train.log": None}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    settings = settings_from_cfg(cfg)  # every key checked before data or models load
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        settings = settings_checked(cfg)  # again here for --multirun jobs, which skip the pre-Hydra check
+    except ConfigError as err:
+        discard_hydra_only_dir(run_dir)
+        print(f"medqa.train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from medqa.finetune import finetune
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = finetune(settings, run_dir, OmegaConf.to_container(cfg, resolve=True))
+    logged = redact(OmegaConf.to_container(cfg, resolve=True))
+    summary = exit_on_error("medqa.train", lambda: finetune(settings, run_dir, logged))
     if is_main_process():
         print_run_summary(summary)
     return summary["final_eval_loss"]  # what a Hydra sweeper would minimise
 
 
-if __name__ == "__main__":
+def preflight(argv: list[str]) -> list[str]:
+    """Check the command line before Hydra creates a run folder; return the overrides Hydra gets (a resumed
+    run reuses its folder). Flags (--multirun, --cfg, --help) go to Hydra unchecked: each job checks itself."""
+    if any(a.startswith("-") for a in argv):
+        return argv
+    cfg, settings = checked_settings(argv)
+    from medqa.resume import resolve_resume
+
+    argv = resolve_resume(argv, cfg, settings.train.resume)
+    run_dir = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")), "runs")
+    check_run_dir_writable(Path(run_dir))
+    return argv
+
+
+def discard_hydra_only_dir(run_dir: Path) -> None:
+    """Remove the folder Hydra just made for a rejected job, only if it holds nothing but Hydra's own files."""
+    entries = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if not entries <= set(HYDRA_FILES) or not (run_dir / ".hydra").is_dir():
+        return
+    hydra_dir = run_dir / ".hydra"
+    if not {p.name for p in hydra_dir.iterdir()} <= HYDRA_FILES[".hydra"]:
+        return
+    for name in HYDRA_FILES[".hydra"]:
+        (hydra_dir / name).unlink(missing_ok=True)
+    hydra_dir.rmdir()
+    (run_dir / "train.log").unlink(missing_ok=True)
+    run_dir.rmdir()
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *exit_on_error("medqa.train", lambda: preflight(args))]
     main()
+
+
+if __name__ == "__main__":
+    cli()
