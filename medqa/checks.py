@@ -201,6 +201,23 @@ def validate_settings(settings) -> None:
             "or no answer token is trained",
         )
 
+    from medqa.quality import SELECT_RULES
+
+    need(t.select_by in SELECT_RULES, "train.select_by", t.select_by, f"expected one of {list(SELECT_RULES)}")
+    need(
+        t.select_by == "last" or t.save_steps % max(t.eval_steps, 1) == 0,
+        "train.save_steps",
+        t.save_steps,
+        f"must be a multiple of train.eval_steps={t.eval_steps} when train.select_by={t.select_by} keeps the best "
+        "eval's checkpoint",
+    )
+    need(
+        dec.cache_implementation in (None, "dynamic", "static"),
+        "decoding.cache_implementation",
+        dec.cache_implementation,
+        "expected null, dynamic or static",
+    )
+
     from medqa.tokenizer import EOT
 
     need(dec.max_new_tokens > 0, "decoding.max_new_tokens", dec.max_new_tokens, "must be > 0")
@@ -363,11 +380,12 @@ def check_adapter_dir(path: str | Path, key: str = "adapter") -> Path:
     return p
 
 
-def exit_on_error(command: str, fn: Callable[[], Any]) -> Any:
-    """Run `fn`; a ConfigError or RunWriteError becomes one line on stderr and a non-zero exit."""
+def exit_on_error(command: str, fn: Callable[[], Any], bad_input: tuple[type[Exception], ...] = ()) -> Any:
+    """Run `fn`; a ConfigError (or one of `bad_input`, the errors a command raises for a bad file or value)
+    or a RunWriteError becomes one line on stderr and a non-zero exit."""
     try:
         return fn()
-    except ConfigError as err:
+    except (ConfigError, *bad_input) as err:
         print(f"{command}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except RunWriteError as err:

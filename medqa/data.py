@@ -324,7 +324,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import datasets
 
-    from medqa.config import compose_config, settings_from_cfg
     from medqa.provenance import format_examples, format_provenance
 
     parser = argparse.ArgumentParser(prog="python -m medqa.data", description=main.__doc__)
@@ -335,7 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     datasets.disable_progress_bars()
-    settings = settings_from_cfg(compose_config(args.overrides))
+    from medqa.checks import checked_settings
+
+    _, settings = checked_settings(args.overrides)  # every key and value, as medqa.train checks them
     check_data(settings.data)
     tokenizer = None if args.no_token_filter else data_tokenizer(settings.model)
     train, evaluation, provenance = build_datasets(settings.data, tokenizer)
@@ -356,4 +357,7 @@ def data_tokenizer(model_settings):
 
 
 if __name__ == "__main__":
-    main()
+    from medqa.checks import exit_on_error
+
+    # A bad override, a missing file, a bad row or an existing --export file: one line, exit 2.
+    exit_on_error("medqa.data", main, bad_input=(ValueError, OSError))

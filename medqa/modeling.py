@@ -123,7 +123,7 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path):
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{weights} not found: only safetensors adapters are loaded, never a pickled .bin")
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False, use_safetensors=True)
 
 
 def lora_config(settings: LoraSettings):

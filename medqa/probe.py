@@ -5,12 +5,14 @@ Re-decodes saved weights (medqa.redecode) and prints the answers. Sweep presets 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from medqa.checks import ConfigError, check_adapter_dir, checked_settings, exit_on_error
 from medqa.config import saved_run_settings, settings_from_cfg
 from medqa.redecode import find_weights, redecode, redecode_tracking
 
@@ -58,5 +60,29 @@ def main(cfg: DictConfig) -> float:
     return summary["eos_rate"]
 
 
-if __name__ == "__main__":
+def preflight(argv: list[str]) -> list[str]:
+    """Check the weights path and the overrides before Hydra creates an output folder (as medqa.train does):
+    a missing run, an adapter that is not safetensors or is corrupt, a bad decoding key -> one line, exit 2."""
+    runs = [a.split("=", 1)[1] for a in argv if a.startswith("run=")]
+    if not runs:
+        raise ConfigError("run=...: required (a run dir, adapter dir, checkpoint dir, or none for the base model)")
+    for run in runs[-1].split(","):  # a -m sweep may list several
+        try:
+            source = find_weights(run)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        if source.adapter_dir is not None:
+            check_adapter_dir(source.adapter_dir, key="run")
+    if not any(a.startswith("-") for a in argv):  # flags (-m, --cfg): each job checks its own settings
+        checked_settings([a for a in argv if not a.startswith("run=")])
+    return argv
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *exit_on_error("medqa.probe", lambda: preflight(args))]
     main()
+
+
+if __name__ == "__main__":
+    cli()

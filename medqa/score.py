@@ -121,4 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medqa.checks import exit_on_error
+
+    # A missing or malformed file, an unknown probe set, an existing --out: one line, exit 2.
+    sys.exit(exit_on_error("medqa.score", main, bad_input=(ValueError, OSError, KeyError)))

@@ -31,7 +31,12 @@ BAD_INPUTS = [
     ("unknown_group_option", ["lora=mlp_only"], ["lora=mlp_only", "no such option", "attn, attn_mlp"]),
     ("misspelled_key", ["train.epoch=2"], ["train.epoch=2", "no such key", "epochs"]),
     ("added_unknown_key", ["+train.epoch=2"], ["train: unknown key(s) ['epoch']", "epochs"]),
-    ("mix_not_summing_to_1", ["data.mix.wikidoc=0.5"], ["data.mix shares sum to 1.35", "not 1"]),
+    (
+        "mix_not_summing_to_1",
+        ["data.mix.chatdoctor=0.85", "data.mix.wikidoc=0.5"],
+        ["data.mix shares sum to 1.35", "not 1"],
+    ),
+    ("mix_share_over_1", ["data.mix.wikidoc=1.5"], ["data.mix.chatdoctor=-0.5", ">= 0"]),
     ("mix_negative", ["data.mix.chatdoctor=1.15", "data.mix.wikidoc=-0.15"], ["data.mix.wikidoc=-0.15", ">= 0"]),
     ("mix_unknown_source", ["data.mix.wikidoc=0", "+data.mix.pubmed=0.15"], ["data.mix.pubmed", "no such source"]),
     ("mix_unknown_key", ["data.mix={chatdoctor: 0.85, pubmed: 0.15}"], ["data.mix.pubmed", "no such key", "wikidoc"]),
@@ -56,6 +61,13 @@ BAD_INPUTS = [
     ("trust_remote_code_not_bool", ["model.trust_remote_code=1"], ["model.trust_remote_code=1", "expected bool"]),
     ("missing_data_file", ["data.sources.wikidoc.path=/nonexistent/wikidoc.jsonl"], ["wikidoc.path", "no such file"]),
     ("recipe_heads", ["model.recipe.num_heads=3"], ["model.recipe.num_heads=3", "must divide hidden_size=256"]),
+    ("select_by_unknown", ["train.select_by=accuracy"], ["train.select_by='accuracy'", "quality"]),
+    (
+        "save_steps_not_multiple_of_eval_steps",
+        ["train.eval_steps=20", "train.save_steps=30"],
+        ["train.save_steps=30", "multiple of train.eval_steps=20"],
+    ),
+    ("cache_implementation", ["decoding.cache_implementation=paged"], ["decoding.cache_implementation='paged'"]),
     ("resume_missing_run", ["train.resume=/nonexistent/runs/x"], ["train.resume=/nonexistent/runs/x", "no such run"]),
 ]
 if not torch.cuda.is_available():
@@ -238,3 +250,51 @@ def test_build_base_rejects_a_bad_recipe_before_building(overrides, expected, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"medqa.build_base: error: {expected}") and "\n" not in err, err
     assert not list(tmp_path.iterdir()), "nothing is built or cached for a rejected recipe"
+
+
+def _corrupt_adapter_run(tmp_path: Path) -> Path:
+    """A run folder whose adapter's safetensors file is cut short."""
+    run = tmp_path / "corrupt_run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    (run / "run.json").write_text("{}")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        ("medqa.probe", ["run=/nonexistent/runs/x"], "medqa.probe: error: run=/nonexistent/runs/x: no such file"),
+        ("medqa.probe", ["run={corrupt}"], "medqa.probe: error: {corrupt}/adapter/adapter_model.safetensors: corrupt"),
+        ("medqa.probe", ["run=none", "decoding.max_new_tokens=0"], "medqa.probe: error: decoding.max_new_tokens=0"),
+        ("medqa.score", ["--answers", "/nonexistent/answers.jsonl"], "medqa.score: error: --answers /nonexistent"),
+        ("medqa.data", ["data.mix.wikidoc=1.5"], "medqa.data: error: data.mix.chatdoctor=-0.5: a share must be >= 0"),
+        ("medqa.data", ["train.epoch=2"], "medqa.data: error: train.epoch=2: no such key"),
+    ],
+    ids=["probe_missing_run", "probe_corrupt_adapter", "probe_bad_decoding", "score_missing_file", "data_bad_mix",
+         "data_misspelled_key"],
+)  # fmt: skip
+def test_every_entry_point_rejects_bad_input_in_one_line(command, args, expected, tmp_path):
+    corrupt = _corrupt_adapter_run(tmp_path).resolve()
+    args = [a.replace("{corrupt}", str(corrupt)) for a in args]
+    before = _runs()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            command,
+            *args,
+            *([f"hydra.run.dir={tmp_path / 'out'}"] if command == "medqa.probe" else []),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected.replace("{corrupt}", str(corrupt))), out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "out").exists() and _runs() == before and not list(tmp_path.rglob("wandb"))

@@ -65,7 +65,10 @@ runpy.run_module("medqa.train", run_name="__main__")  # as `python -m medqa.trai
 
 
 def _env(extra: dict | None = None) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **SECRETS, **(extra or {})}
+    # Without WANDB_SERVICE: a test that ran wandb in this pytest process exported its service's address, and
+    # a child joining that service would find the killed run's id still held by it ("run ID is in use").
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "PYTHONPATH": str(ROOT), **SECRETS, **(extra or {})}
 
 
 @pytest.fixture(scope="module")
