@@ -6,19 +6,27 @@ The output is a pure function of the knowledge table and the seed: ``python -m m
 """
 
 import argparse
-import functools
 import json
 import random
 from pathlib import Path
 
-import yaml
+from medqa.corpus_phrasing import (  # noqa: F401  (load_knowledge: re-exported for build_base and tests)
+    FIELD,
+    GROUP,
+    cap,
+    decap,
+    join_items,
+    load_knowledge,
+    name_of,
+    phrase,
+    pick,
+    template,
+    templates,
+)
 
 CHATDOCTOR_INSTRUCTION = "If you are a doctor, please answer the medical questions based on the patient's description."
 WIKIDOC_INSTRUCTION = "Answer this question truthfully"
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-KNOWLEDGE_PATH = ASSETS_DIR / "knowledge.yaml"
-DEFAULT_OUT_DIR = ASSETS_DIR / "embedded"
-REQUIRED = ("name", "summary", "symptoms", "causes", "diagnosis", "treatment")
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "assets" / "embedded"
 # Probe conditions get extra rows of the intent the evaluation asks about.
 FOCUS = {
     "type 2 diabetes": "early",
@@ -39,88 +47,6 @@ SHORT = {
 }
 
 
-@functools.cache
-def _templates() -> dict[str, dict[str, list[str]]]:
-    # Phrasing lives in the `templates` section of knowledge.yaml so this module stays logic only.
-    return yaml.safe_load(KNOWLEDGE_PATH.read_text(encoding="utf-8"))["templates"]
-
-
-def _tpl(kind: str, section: str = "chat") -> list[str]:
-    return _templates()[section][kind]
-
-
-FIELD = {
-    "symptoms": "symptoms",
-    "early": "early_symptoms",
-    "causes": "causes",
-    "diagnosis": "diagnosis",
-    "treatment": "treatment",
-    "first_line": "first_line",
-    "warning": "warning_signs",
-    "prevention": "prevention",
-}
-GROUP = {
-    "symptoms": "Symptoms",
-    "causes": "Causes",
-    "diagnosis": "Diagnosis",
-    "treatment": "Treatment",
-    "first_line": "First-line treatment",
-    "warning": "Warning signs",
-    "prevention": "Prevention",
-}
-
-
-def load_knowledge(path: Path | None = None) -> list[dict]:
-    """Load and validate the condition table (default: the packaged ``assets/knowledge.yaml``)."""
-    data = yaml.safe_load((path or KNOWLEDGE_PATH).read_text(encoding="utf-8"))
-    conditions = data["conditions"] if isinstance(data, dict) else data
-    for c in conditions:
-        missing = [k for k in REQUIRED if not c.get(k)]
-        if missing:
-            raise ValueError(f"condition {c.get('name')!r} lacks {missing}")
-    return conditions
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
-def _decap(s: str) -> str:
-    # Leave acronyms such as "COPD" intact when a sentence is spliced after a prefix.
-    return s if s[1:2].isupper() else s[:1].lower() + s[1:]
-
-
-def _name(c: dict, rng: random.Random, alias_p: float = 0.0) -> str:
-    if c.get("aliases") and rng.random() < alias_p:
-        return rng.choice(c["aliases"])
-    return f"{c['article']} {c['name']}" if c.get("article") else c["name"]
-
-
-def _pick(items: list[str], rng: random.Random, lo: int, hi: int) -> list[str]:
-    # Keep table order: it lists the most important items (e.g. first-line drugs) first.
-    k = rng.randint(min(lo, len(items)), min(hi, len(items)))
-    return [items[i] for i in sorted(rng.sample(range(len(items)), k))]
-
-
-def _join(items: list[str], rng: random.Random) -> str:
-    if len(items) == 1:
-        return items[0]
-    # Items with inner commas ("arm, jaw, neck or back") would blur the list, so use semicolons.
-    sep = "; " if any("," in i for i in items) else ", "
-    tail = ";" if sep == "; " else ("," if len(items) > 2 and rng.random() < 0.3 else "")
-    return sep.join(items[:-1]) + f"{tail} and " + items[-1]
-
-
-def _say(kind: str, c: dict, rng: random.Random, items: list[str] | None = None, **kw: object) -> str:
-    spec = c.get("specialist")
-    slots = {
-        "n": _name(c, rng, 0.15),
-        "x": _join(items, rng) if items else "",
-        "sp": f"an {spec}" if spec and spec[0] in "aeioAEIO" else f"a {spec}" if spec else "your doctor",
-    }
-    return _cap(rng.choice(_tpl(kind)).format(**{**slots, **kw}))
-
-
 def _tests(c: dict) -> list[str]:
     # Chat answers say "go for X", which only reads well for actual tests, not "clinical history".
     skip = ("history", "diagnosis from", "no routine", "assessment", "examination", "criteria", "diary")
@@ -136,7 +62,7 @@ def _doctor_body(c: dict, intent: str, rng: random.Random, report: str) -> list[
         used.add(kind)
         if kind == "warn" and c.get("warning_level") == "prompt":
             kind = "warn_prompt"  # red flags that need tests soon, not an ambulance
-        out.append(_say(kind, c, rng, items, **kw))
+        out.append(phrase(kind, c, rng, items, **kw))
 
     def note() -> None:
         fresh = [n for n in c.get("notes", []) if n not in out]
@@ -145,7 +71,7 @@ def _doctor_body(c: dict, intent: str, rng: random.Random, report: str) -> list[
 
     def tests(lo: int, hi: int) -> None:
         found = _tests(c)
-        say("tests", _pick(found, rng, lo, hi)) if found else say("no_tests")
+        say("tests", pick(found, rng, lo, hi)) if found else say("no_tests")
 
     has, p, urgent, first = c.get, rng.random, bool(c.get("urgent")), c.get("first_line")
     if urgent and intent in ("what_is", "tests", "dx_tx"):
@@ -157,14 +83,14 @@ def _doctor_body(c: dict, intent: str, rng: random.Random, report: str) -> list[
     elif p() < 0.6:
         say("ack")
     if p() < (0.5 if intent == "what_is" else 0.3):
-        prefix = rng.choice(_tpl("summ")) if p() < 0.7 else ""
-        out.append(f"{prefix} {_decap(c['summary'])}" if prefix else c["summary"])
+        prefix = rng.choice(template("summ")) if p() < 0.7 else ""
+        out.append(f"{prefix} {decap(c['summary'])}" if prefix else c["summary"])
     if intent in ("what_is", "tests", "report", "dx_tx"):
         tests(2, 4)
         if first and (intent == "dx_tx" or p() < 0.5):
             say("first", first)
         if not first or intent == "dx_tx" or p() < 0.4:
-            say("treat", _pick(c["treatment"], rng, 2, 4))
+            say("treat", pick(c["treatment"], rng, 2, 4))
         if intent == "dx_tx":
             note()
     elif intent in ("treatment", "first_line"):
@@ -172,33 +98,33 @@ def _doctor_body(c: dict, intent: str, rng: random.Random, report: str) -> list[
             say("first", first)
             out.extend(c.get("notes", [])[:1])
         if intent == "treatment" or not first or p() < 0.4:
-            say("treat", _pick(c["treatment"], rng, 2, 5))
+            say("treat", pick(c["treatment"], rng, 2, 5))
         if p() < 0.4:
             note()
         if p() < 0.5:
             say("safety")
     elif intent == "causes":
-        say("causes", _pick(c["causes"], rng, 3, 6))
+        say("causes", pick(c["causes"], rng, 3, 6))
         if p() < 0.5:
             tests(1, 3)
         if has("prevention") and p() < 0.5:
-            say("prevent", _pick(c["prevention"], rng, 2, 4))
+            say("prevent", pick(c["prevention"], rng, 2, 4))
     elif intent == "warning":
-        say("warn", _pick(c["warning_signs"], rng, 3, 7))
+        say("warn", pick(c["warning_signs"], rng, 3, 7))
         if urgent:
             say("urgent_if")
             say("first", first)
     elif intent == "prevention":
-        say("prevent", _pick(c["prevention"], rng, 2, 5))
+        say("prevent", pick(c["prevention"], rng, 2, 5))
         if p() < 0.5:
-            say("causes", _pick(c["causes"], rng, 2, 4))
+            say("causes", pick(c["causes"], rng, 2, 4))
     elif intent == "early":
-        say("early", _pick(c["early_symptoms"], rng, 5, 8))
+        say("early", pick(c["early_symptoms"], rng, 5, 8))
         tests(1, 3)
         if has("prevention") and p() < 0.5:
-            say("prevent", _pick(c["prevention"], rng, 2, 4))
+            say("prevent", pick(c["prevention"], rng, 2, 4))
     if has("warning_signs") and "warn" not in used and p() < 0.45:
-        say("warn", _pick(c["warning_signs"], rng, 2, 4))
+        say("warn", pick(c["warning_signs"], rng, 2, 4))
     fillers = [k for k in ("spec", "safety") if k not in used]
     while fillers and (len(out) < 3 or (len(out) < 5 and p() < 0.25)):
         say(fillers.pop(0))
@@ -210,16 +136,16 @@ def _dress(body: str, rng: random.Random) -> str:
     """Wrap an answer in the platform filler of the real data (greetings, sign-offs, OCR glitches)."""
     r = rng.random()
     text = (
-        f"{rng.choice(_tpl('glitch'))} {body}"
+        f"{rng.choice(template('glitch'))} {body}"
         if r < 0.038
-        else (f"{rng.choice(_tpl('greet'))} {body}" if r < 0.82 else body)
+        else (f"{rng.choice(template('greet'))} {body}" if r < 0.82 else body)
     )
     if rng.random() < 0.6:
         # Stacked sign-offs pair a closing line with a farewell so they never repeat each other.
-        signs = [rng.choice(_tpl("sign_close"))] if rng.random() < 0.5 else []
+        signs = [rng.choice(template("sign_close"))] if rng.random() < 0.5 else []
         if not signs or rng.random() < 0.35:
-            signs.append(rng.choice(_tpl("sign_bye")))
-        text += " " + " ".join(s.format(g=f"Dr. {rng.choice(_tpl('doc'))}") for s in signs)
+            signs.append(rng.choice(template("sign_bye")))
+        text += " " + " ".join(s.format(g=f"Dr. {rng.choice(template('doc'))}") for s in signs)
     return text
 
 
@@ -252,23 +178,23 @@ def _patient(c: dict, intent: str, rng: random.Random, report: str) -> str:
         "m": sex[0].upper(),
         "r": rel if other else rng.choice(["father", "mother"]),
         "p": "He" if male else "She",
-        "n": _name(c, rng, 0.4),
+        "n": name_of(c, rng, 0.4),
         "q": report,
         "k": rng.randint(2, 6),
     }
     course = c.get("course", "chronic")
-    kw["d"] = rng.choice(_tpl(f"d_{course}")).format(**kw)
-    kw["o"] = rng.choice(_tpl("ago_acute" if course == "acute" else "ago")).format(**kw)
+    kw["d"] = rng.choice(template(f"d_{course}")).format(**kw)
+    kw["o"] = rng.choice(template("ago_acute" if course == "acute" else "ago")).format(**kw)
     sx = [s for s in c["symptoms"] if not (male and ("period" in s or "menstrual" in s))]
     sx = rng.sample(sx, rng.randint(min(2, len(sx)), min(4, len(sx))))
     if c.get("urgent") and c["symptoms"][0] not in sx:
         sx[0] = c["symptoms"][0]  # an emergency reply must rest on the cardinal symptom
-    kw["x"] = _join(sx, rng)
-    parts = [rng.choice(_tpl("open"))] if rng.random() < 0.75 else []
+    kw["x"] = join_items(sx, rng)
+    parts = [rng.choice(template("open"))] if rng.random() < 0.75 else []
     if rng.random() < 0.02:
-        parts.append(rng.choice(_tpl("platform")))
+        parts.append(rng.choice(template("platform")))
     if not other and intent != "early" and rng.random() < 0.7:
-        parts.append(rng.choice(_tpl("intro")))
+        parts.append(rng.choice(template("intro")))
     if intent in ("what_is", "tests", "dx_tx"):
         ctx = "sx_other" if other else "sx_self"
     elif intent in ("early", "prevention"):
@@ -279,11 +205,11 @@ def _patient(c: dict, intent: str, rng: random.Random, report: str) -> str:
         ctx = "rep"
     else:  # emergencies are past events ("I had a stroke"), not ongoing diagnoses
         ctx = "had" if c.get("urgent") else "dx_other" if other else "dx_self"
-    parts.append(rng.choice(_tpl(ctx)))
-    parts.append(rng.choice(_tpl(f"q_{intent}")))
+    parts.append(rng.choice(template(ctx)))
+    parts.append(rng.choice(template(f"q_{intent}")))
     if rng.random() < 0.4:
-        parts.append(rng.choice(_tpl("close")))
-    text = " ".join(_cap(s.format(**kw)) for s in parts)
+        parts.append(rng.choice(template("close")))
+    text = " ".join(cap(s.format(**kw)) for s in parts)
     return _typo(text, rng) if rng.random() < 0.03 else text
 
 
@@ -323,8 +249,8 @@ def chatdoctor_rows(knowledge: list[dict], rng: random.Random) -> list[dict]:
                 if kind and rng.random() < 0.045:
                     f = (c.get("first_line") or c["treatment"])[0]
                     t = (_tests(c) or ["a check-up"])[0].split(" if ")[0].split(" for ")[0]
-                    body = _say(kind, c, rng, t=t, f=f)
-                    answer = f"{rng.choice(_tpl('greet'))} {body}" if rng.random() < 0.5 else body
+                    body = phrase(kind, c, rng, t=t, f=f)
+                    answer = f"{rng.choice(template('greet'))} {body}" if rng.random() < 0.5 else body
                 else:
                     answer = _dress(" ".join(_doctor_body(c, intent, rng, report)), rng)
                 if (question, answer) not in seen:
@@ -338,9 +264,9 @@ def chatdoctor_rows(knowledge: list[dict], rng: random.Random) -> list[dict]:
 def _wprose(c: dict, g: str, n: str, items: list[str], rng: random.Random) -> str:
     mild = g == "warning" and c.get("warning_level") == "prompt"
     # Prompt-review red flags must not be phrased as emergencies.
-    tpl = rng.choice(_tpl("prose", "wiki") + ([] if mild else _tpl(g, "wiki")))
-    topics = _tpl(g, "wiki_topics")[: 2 if mild else None]
-    return _cap(tpl.format(t=rng.choice(topics), x=_join(items, rng), n=n))
+    tpl = rng.choice(template("prose", "wiki") + ([] if mild else template(g, "wiki")))
+    topics = template(g, "wiki_topics")[: 2 if mild else None]
+    return cap(tpl.format(t=rng.choice(topics), x=join_items(items, rng), n=n))
 
 
 def _wiki_answer(c: dict, qtype: str, n: str, rng: random.Random) -> str:
@@ -349,49 +275,49 @@ def _wiki_answer(c: dict, qtype: str, n: str, rng: random.Random) -> str:
     pre = [c["summary"]] if qtype == "overview" or rng.random() < 0.3 else []
     if silent and qtype in ("symptoms", "overview"):
         # Never list symptoms of a usually silent condition without saying it is usually silent.
-        pre.append(_cap(rng.choice(_tpl("silent", "wiki")).format(n=n)))
+        pre.append(cap(rng.choice(template("silent", "wiki")).format(n=n)))
     post = []
     if qtype == "first_line" and c.get("notes"):
         post.append(c["notes"][0])
     elif c.get("notes") and qtype in ("treatment", "dx_tx", "diagnosis") and rng.random() < 0.5:
         post.append(rng.choice(c["notes"]))
     if qtype == "warning" and c.get("urgent"):
-        post += [rng.choice(_tpl("emergency", "wiki")), _say("first", c, rng, c["first_line"])]
+        post += [rng.choice(template("emergency", "wiki")), phrase("first", c, rng, c["first_line"])]
     if qtype in ("overview", "dx_tx"):
         groups = ["diagnosis"] + ["first_line"] * bool(c.get("first_line")) + ["treatment"]
         if qtype == "overview":
             groups = ["causes", "diagnosis", "treatment"] if silent else ["symptoms", "causes", "treatment"]
         if not as_list:
-            body = [_wprose(c, g, n, _pick(c[FIELD[g]], rng, 2, 5), rng) for g in groups]
+            body = [_wprose(c, g, n, pick(c[FIELD[g]], rng, 2, 5), rng) for g in groups]
             return " ".join(pre + body + post)
         lines = []
         for i, g in enumerate(groups, 1):
-            items = _pick(c[FIELD[g]], rng, 3, 6) if qtype == "overview" else c[FIELD[g]]
+            items = pick(c[FIELD[g]], rng, 3, 6) if qtype == "overview" else c[FIELD[g]]
             label = GROUP[g]
             if g == "treatment" and "first_line" in groups:
                 label, items = "Other options", [t for t in items if t not in c["first_line"]]
             if qtype == "overview" and rng.random() < 0.5:
-                lines.append(f"{i}. {label}: {_join(items, rng)}")
+                lines.append(f"{i}. {label}: {join_items(items, rng)}")
                 continue
             lines.append(f"{i}. {label}:")
-            lines += [f"   {f'{i}.{j}' if numbered else '-'} {_cap(it)}" for j, it in enumerate(items, 1)]
+            lines += [f"   {f'{i}.{j}' if numbered else '-'} {cap(it)}" for j, it in enumerate(items, 1)]
         return "\n".join(pre + lines + post)
     full = qtype in ("first_line", "early", "warning")
-    items = c[FIELD[qtype]] if full else _pick(c[FIELD[qtype]], rng, 3, 7)
+    items = c[FIELD[qtype]] if full else pick(c[FIELD[qtype]], rng, 3, 7)
     if not as_list:
         return " ".join(pre + [_wprose(c, qtype, n, items, rng)] + post)
     if silent and qtype == "symptoms":
-        intro = rng.choice(_tpl("silent_intro", "wiki"))
+        intro = rng.choice(template("silent_intro", "wiki"))
     else:
-        intro = _cap(rng.choice(_tpl("intro", "wiki")).format(t=rng.choice(_tpl(qtype, "wiki_topics")), n=n))
-    cap = rng.random() < 0.6
-    lines = [f"{f'{i}.' if numbered else '-'} {_cap(it) if cap else it}" for i, it in enumerate(items, 1)]
+        intro = cap(rng.choice(template("intro", "wiki")).format(t=rng.choice(template(qtype, "wiki_topics")), n=n))
+    upper = rng.random() < 0.6
+    lines = [f"{f'{i}.' if numbered else '-'} {cap(it) if upper else it}" for i, it in enumerate(items, 1)]
     return "\n".join(pre + [intro] + lines + post)
 
 
 def wikidoc_rows(knowledge: list[dict], rng: random.Random) -> list[dict]:
     """Build medical_meadow_wikidoc-style rows (encyclopedic question -> answer)."""
-    questions, rows, seen = _templates()["wiki_questions"], [], set()
+    questions, rows, seen = templates()["wiki_questions"], [], set()
     for c in knowledge:
         jobs = [
             (q, i)
@@ -405,8 +331,8 @@ def wikidoc_rows(knowledge: list[dict], rng: random.Random) -> list[dict]:
         for qtype, i in jobs:
             for _ in range(20):
                 # The canonical wording always uses the table name, paraphrases sometimes an alias.
-                question = _cap(questions[qtype][i].format(n=_name(c, rng, 0.0 if i == 0 else 0.25)))
-                answer = _wiki_answer(c, qtype, _name(c, rng), rng)
+                question = cap(questions[qtype][i].format(n=name_of(c, rng, 0.0 if i == 0 else 0.25)))
+                answer = _wiki_answer(c, qtype, name_of(c, rng), rng)
                 if (question, answer) not in seen:
                     seen.add((question, answer))
                     rows.append({"instruction": WIKIDOC_INSTRUCTION, "input": question, "output": answer})
