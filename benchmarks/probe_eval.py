@@ -12,6 +12,7 @@ training time is given for an eval every 100 steps at row b's measured speed."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -59,8 +60,6 @@ def main(argv: list[str] | None = None) -> None:
             torch.nn.init.normal_(param, std=0.02)  # a trained adapter is not zero
     system = [{"role": "system", "content": settings.data.system_prompt}]
     chats = [[*system, {"role": "user", "content": p.question}] for p in settings.probes]
-    base_config = generation_config(settings.decoding, tokenizer)
-    base_config.max_new_tokens = args.max_new_tokens
 
     def sync():
         if torch.cuda.is_available():
@@ -68,9 +67,11 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     for variant in args.variants.split(","):
-        config = type(base_config).from_dict(base_config.to_dict())
-        if variant.endswith("static") or variant == "static_nocompile":
-            config.cache_implementation = "static"
+        static = variant.endswith("static") or variant == "static_nocompile"
+        # The static cache comes through the harness's own setting (decoding.cache_implementation=static).
+        decoding = dataclasses.replace(settings.decoding, cache_implementation="static" if static else None)
+        config = generation_config(decoding, tokenizer)
+        config.max_new_tokens = args.max_new_tokens
         if variant == "static_nocompile":
             config.disable_compile = True
         drift = None
