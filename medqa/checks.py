@@ -169,19 +169,12 @@ def validate_settings(settings) -> None:
     need(0 <= lo.dropout < 1, "lora.dropout", lo.dropout, "must be in [0, 1)")
     need(len(lo.target_modules) > 0, "lora.target_modules", list(lo.target_modules), "name at least one module")
 
-    from medqa.data import validate_mix
+    from medqa.data import check_sources
 
     try:
-        validate_mix(d)
-    except ValueError as err:
+        check_sources(d)  # the mix, and each used source's file, format, columns and cleaning
+    except (ValueError, OSError) as err:
         problems.append(str(err))
-    need(d.total > 0, "data.total", d.total, "must be > 0")
-    for name, source in d.sources.items():
-        if d.mix.get(name, 0) <= 0:
-            continue
-        need(bool(source.path or source.hub_id), f"data.sources.{name}", "no path or hub_id", "set path or hub_id")
-        if source.path:
-            need(Path(source.path).is_file(), f"data.sources.{name}.path", source.path, "no such file")
 
     need(t.max_steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "must be > 0 (or set train.max_steps > 0)")
     need(t.lr > 0, "train.lr", t.lr, "must be > 0")
@@ -211,21 +204,9 @@ def validate_settings(settings) -> None:
         f"must be a multiple of train.eval_steps={t.eval_steps} when train.select_by={t.select_by} keeps the best "
         "eval's checkpoint",
     )
-    need(
-        dec.cache_implementation in (None, "dynamic", "static"),
-        "decoding.cache_implementation",
-        dec.cache_implementation,
-        "expected null, dynamic or static",
-    )
+    from medqa.generation import decoding_problems
 
-    from medqa.tokenizer import EOT
-
-    need(dec.max_new_tokens > 0, "decoding.max_new_tokens", dec.max_new_tokens, "must be > 0")
-    need(EOT in dec.eos_tokens, "decoding.eos_tokens", list(dec.eos_tokens), f"must include {EOT}")
-    need(dec.repetition_penalty > 0, "decoding.repetition_penalty", dec.repetition_penalty, "must be > 0")
-    need(dec.no_repeat_ngram_size >= 0, "decoding.no_repeat_ngram_size", dec.no_repeat_ngram_size, "must be >= 0")
-    need(not dec.do_sample or dec.temperature > 0, "decoding.temperature", dec.temperature, "must be > 0")
-    need(0 < dec.top_p <= 1, "decoding.top_p", dec.top_p, "must be in (0, 1]")
+    problems += decoding_problems(dec)
 
     need(tr.mode in TRACKING_MODES, "tracking.mode", tr.mode, f"expected one of {sorted(TRACKING_MODES)}")
     if problems:
@@ -344,16 +325,6 @@ def check_run_dir_writable(run_dir: Path) -> None:
         raise ConfigError(f"hydra.run.dir={run_dir}: cannot create it, {probe} is not a writable folder")
 
 
-def check_run_path(path: str | Path, key: str = "run") -> Path:
-    """An existing run folder (for commands that read a finished run, e.g. re-decoding its adapter)."""
-    p = Path(path)
-    if not p.is_dir():
-        raise ConfigError(f"{key}={path}: no such run folder")
-    if not ((p / "run.json").exists() or (p / "checkpoints").is_dir() or (p / "adapter").is_dir()):
-        raise ConfigError(f"{key}={path}: not a run folder (no run.json, adapter/ or checkpoints/)")
-    return p
-
-
 def check_adapter_dir(path: str | Path, key: str = "adapter") -> Path:
     """A PEFT adapter folder that will load: a parseable adapter_config.json and a readable safetensors file
     (never a pickled .bin)."""
@@ -391,3 +362,11 @@ def exit_on_error(command: str, fn: Callable[[], Any], bad_input: tuple[type[Exc
     except RunWriteError as err:
         print(f"{command}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def run_checked(command: str, preflight: Callable[[list[str]], list[str]], main: Callable[[], Any], argv=None) -> None:
+    """A Hydra app's command line: `preflight` checks (and may rewrite) the overrides before Hydra creates an
+    output folder, then `main` runs; a bad input ends with one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0], *exit_on_error(command, lambda: preflight(args))]
+    main()

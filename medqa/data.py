@@ -62,15 +62,22 @@ def validate_mix(settings: DataSettings) -> None:
         raise ValueError(f"data.total={settings.total} must be >= 1, data.max_tokens={settings.max_tokens} >= 0")
 
 
-def check_data(settings: DataSettings) -> None:
-    """Everything checkable without reading a row: the mix, and each used source's location and settings."""
+def check_sources(settings: DataSettings) -> None:
+    """Everything checkable without reading a row or the network: the mix, and each used source's location
+    and settings."""
     validate_mix(settings)
     for name, share in settings.mix.items():
         if share > 0:
             _check_source(name, settings.sources[name])
-            source = settings.sources[name]
-            if not source.path and not Path(source.hub_id).is_dir():
-                _probe_hub(f"data.sources.{name}", source)  # seconds, before any model is built
+
+
+def check_data(settings: DataSettings) -> None:
+    """check_sources, then whether each used hub dataset can be reached (seconds, before any model is built)."""
+    check_sources(settings)
+    for name, share in settings.mix.items():
+        source = settings.sources[name]
+        if share > 0 and not source.path and not Path(source.hub_id).is_dir():
+            _probe_hub(f"data.sources.{name}", source)
 
 
 def _check_source(name: str, source: SourceSettings) -> None:
@@ -191,8 +198,9 @@ def token_lengths(examples: list[dict], tokenizer) -> list[int]:
 
 def build_datasets(settings: DataSettings, tokenizer=None) -> tuple[Dataset, Dataset, dict]:
     """Clean each source, draw its share, split train/eval per source; returns (train, eval, provenance).
-    With a tokenizer, examples over `settings.max_tokens` chat-formatted tokens are skipped while drawing."""
-    check_data(settings)
+    With a tokenizer, examples over `settings.max_tokens` chat-formatted tokens are skipped while drawing.
+    Each source is checked (and a hub probed) as it loads (load_source); check_data does it all up front."""
+    validate_mix(settings)
     train_rows: list[dict] = []
     eval_rows: list[dict] = []
     sources: dict[str, dict] = {}

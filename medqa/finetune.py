@@ -11,7 +11,7 @@ from pathlib import Path
 
 from medqa.checks import validate_settings
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
-from medqa.distributed import is_main_process, processes_without_gpu, rank, world_size
+from medqa.distributed import generation_is_collective, is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
 from medqa.lexicon import corpus_words
 from medqa.modeling import (
@@ -183,7 +183,6 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     # run continues its own folder from the latest checkpoint (medqa.resume), a fresh one never writes into
     # a folder that holds a run. The other ranks share rank 0's folder (medqa.distributed.shared_stamp).
     validate_settings(settings)
-    selection_args(settings.train.select_by)  # a bad train.select_by fails before anything loads
     resume_from = check_resumable(run_dir) if settings.train.resume else None
     if is_main_process():
         if resume_from is None:
@@ -247,7 +246,10 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         train_seconds = time.time() - train_started
 
         selected = _selected(trainer.state, settings.train.select_by, recorder)
-        determinism = recorder.check_determinism(trainer.model, tokenizer)  # on the weights that are kept
+        # On the weights that are kept; generating is rank 0's job unless the weights are sharded (FSDP).
+        determinism = None
+        if is_main_process() or generation_is_collective(trainer.model):
+            determinism = recorder.check_determinism(trainer.model, tokenizer)
         adapter_dir = run_dir / "adapter"
         trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
         if not is_main_process():

@@ -33,12 +33,32 @@ class Answer:
     stopped_eos: bool  # False: the answer ran into max_new_tokens
 
 
+def decoding_problems(settings: DecodingSettings) -> list[str]:
+    """What is wrong with decoding settings before any tokenizer is at hand (medqa.checks reports these with
+    every other bad value; generation_config refuses them)."""
+    s, problems = settings, []
+    if EOT not in s.eos_tokens:
+        problems.append(f"decoding.eos_tokens={list(s.eos_tokens)} must include {EOT}")
+    if s.max_new_tokens <= 0:
+        problems.append(f"decoding.max_new_tokens={s.max_new_tokens}: must be > 0")
+    if s.repetition_penalty <= 0:
+        problems.append(f"decoding.repetition_penalty={s.repetition_penalty}: must be > 0 (1.0 = off)")
+    if s.no_repeat_ngram_size < 0:
+        problems.append(f"decoding.no_repeat_ngram_size={s.no_repeat_ngram_size}: must be >= 0 (0 = off)")
+    if s.do_sample and not s.temperature > 0:
+        problems.append(f"decoding.temperature={s.temperature}: sampling needs temperature > 0")
+    if not 0 < s.top_p <= 1:
+        problems.append(f"decoding.top_p={s.top_p}: must be in (0, 1]")
+    if s.cache_implementation not in (None, "dynamic", "static"):
+        problems.append(f"decoding.cache_implementation={s.cache_implementation!r}: null, dynamic or static")
+    return problems
+
+
 def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
     """Build the GenerationConfig; end of turn must stop generation and padding must not."""
-    if EOT not in settings.eos_tokens:
-        raise ValueError(f"decoding.eos_tokens={list(settings.eos_tokens)} must include {EOT}")
-    if settings.max_new_tokens <= 0:
-        raise ValueError(f"decoding.max_new_tokens={settings.max_new_tokens}: must be > 0")
+    problems = decoding_problems(settings)
+    if problems:
+        raise ValueError("; ".join(problems))
     eos_ids = []
     for token in settings.eos_tokens:
         token_id = tokenizer.convert_tokens_to_ids(token)
@@ -49,18 +69,6 @@ def generation_config(settings: DecodingSettings, tokenizer: PreTrainedTokenizer
         raise ValueError("the tokenizer has no pad token: batched decoding needs one that is not an EOS token")
     if tokenizer.pad_token_id in eos_ids:
         raise ValueError("decoding.eos_tokens contains the pad token: padding would end every answer")
-    if settings.repetition_penalty <= 0 or settings.no_repeat_ngram_size < 0:
-        raise ValueError(
-            f"decoding.repetition_penalty={settings.repetition_penalty} must be > 0 (1.0 = off) and "
-            f"decoding.no_repeat_ngram_size={settings.no_repeat_ngram_size} >= 0 (0 = off)"
-        )
-    if settings.do_sample and not (settings.temperature > 0 and 0 < settings.top_p <= 1):
-        raise ValueError(
-            f"decoding.temperature={settings.temperature}, decoding.top_p={settings.top_p}: sampling needs "
-            "temperature > 0 and 0 < top_p <= 1"
-        )
-    if settings.cache_implementation not in (None, "dynamic", "static"):
-        raise ValueError(f"decoding.cache_implementation={settings.cache_implementation!r}: null, dynamic or static")
     config = GenerationConfig(
         cache_implementation=settings.cache_implementation,
         do_sample=settings.do_sample,

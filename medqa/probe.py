@@ -5,14 +5,13 @@ Re-decodes saved weights (medqa.redecode) and prints the answers. Sweep presets 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from medqa.checks import ConfigError, check_adapter_dir, checked_settings, exit_on_error
+from medqa.checks import ConfigError, check_adapter_dir, checked_settings, run_checked
 from medqa.config import saved_run_settings, settings_from_cfg
 from medqa.redecode import find_weights, redecode, redecode_tracking
 
@@ -79,9 +78,7 @@ def preflight(argv: list[str]) -> list[str]:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0], *exit_on_error("medqa.probe", lambda: preflight(args))]
-    main()
+    run_checked("medqa.probe", preflight, main, argv)
 
 
 if __name__ == "__main__":

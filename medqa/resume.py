@@ -110,12 +110,11 @@ def resolve_resume(argv: list[str], cfg, resume: str | None) -> list[str]:
             return [a for a in argv if not a.startswith("train.resume=")] + ["train.resume=null"]
     else:
         run_dir = Path(resume)
-        check_resumable(run_dir)
-        if explicit and Path(explicit).resolve() != run_dir.resolve():
-            raise ConfigError(
-                f"train.resume={resume} and hydra.run.dir={explicit}: a resumed run writes into its own folder"
-            )
     check = check_resumable(run_dir)
+    if resume != "auto" and explicit and Path(explicit).resolve() != run_dir.resolve():
+        raise ConfigError(
+            f"train.resume={resume} and hydra.run.dir={explicit}: a resumed run writes into its own folder"
+        )
     differ = config_differences(run_dir, cfg)
     if differ:
         raise ConfigError(

@@ -12,9 +12,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from medqa.checks import ConfigError, check_run_dir_writable, checked_settings, exit_on_error, settings_checked
+from medqa.checks import (
+    ConfigError,
+    check_run_dir_writable,
+    checked_settings,
+    exit_on_error,
+    run_checked,
+    settings_checked,
+)
 from medqa.distributed import is_main_process
-from medqa.redact import redact
 from medqa.report import print_run_summary
 
 HYDRA_FILES = {".hydra": {"config.yaml", "hydra.yaml", "overrides.yaml"}, "train.log": None}
@@ -32,7 +38,7 @@ def main(cfg: DictConfig) -> float:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from medqa.finetune import finetune
 
-    logged = redact(OmegaConf.to_container(cfg, resolve=True))
+    logged = OmegaConf.to_container(cfg, resolve=True)  # finetune redacts credentials before logging it
     summary = exit_on_error("medqa.train", lambda: finetune(settings, run_dir, logged))
     if is_main_process():
         print_run_summary(summary)
@@ -69,9 +75,7 @@ def discard_hydra_only_dir(run_dir: Path) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.argv = [sys.argv[0], *exit_on_error("medqa.train", lambda: preflight(args))]
-    main()
+    run_checked("medqa.train", preflight, main, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ allowed, and leaves no run folder and no W&B run behind. Most cases run the pre-
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import torch
 from medqa.checks import (
     ConfigError,
     check_adapter_dir,
-    check_run_path,
     checked_settings,
     prompt_token_floor,
     validate_settings,
@@ -157,12 +155,12 @@ def test_unwritable_output_dir_is_rejected(tmp_path):
 
 
 def test_run_path_check_for_commands_that_read_a_run(tmp_path):
-    with pytest.raises(ConfigError, match="no such run folder"):
-        check_run_path(tmp_path / "missing", key="run")
-    with pytest.raises(ConfigError, match="not a run folder"):
-        check_run_path(tmp_path, key="run")
-    (tmp_path / "run.json").write_text(json.dumps({}))
-    assert check_run_path(tmp_path) == tmp_path
+    from medqa.redecode import find_weights  # the one check of a run path (medqa.probe's preflight uses it)
+
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        find_weights(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="not a run dir"):
+        find_weights(str(tmp_path))
 
 
 def test_prompt_floor_is_a_lower_bound_of_the_real_count(compose, tokenizer):
