@@ -4,7 +4,10 @@ base model built by the real builder into a fresh cache (so every test session e
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 from transformers import TrainerCallback
@@ -14,6 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
 # A cache of this session's own; subprocesses (the CLI test) inherit it.
 os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The same recipe with a short pretraining: the build path is the real one, in ~20 s instead of ~2 min.
 TEST_OVERRIDES = ["model.recipe.pretrain_steps=40"]
@@ -79,3 +84,16 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     watcher = WeightWatcher()
     summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
     return summary, run_dir, watcher
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """`python -m MODULE ARGS` from the repository root, as a user types it, output captured as text.
+    `env` replaces the environment (default: this one, with the checkout on PYTHONPATH)."""
+
+    def run(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+        env = env if env is not None else {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", module, *args]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+    return run

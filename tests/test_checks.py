@@ -4,9 +4,6 @@ allowed, and leaves no run folder and no W&B run behind. Most cases run the pre-
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -212,16 +209,9 @@ def test_discard_removes_only_a_folder_holding_hydras_files(tmp_path):
     ],
     ids=["composition", "secret_in_config"],
 )
-def test_cli_prints_one_line_and_exits_nonzero(overrides, expected, tmp_path):
+def test_cli_prints_one_line_and_exits_nonzero(overrides, expected, tmp_path, run_module):
     run_dir = tmp_path / "run"
-    out = subprocess.run(
-        [sys.executable, "-m", "medqa.train", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out = run_module("medqa.train", *overrides, f"hydra.run.dir={run_dir}", timeout=300)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), out.stderr
@@ -273,24 +263,12 @@ def _corrupt_adapter_run(tmp_path: Path) -> Path:
     ids=["probe_missing_run", "probe_corrupt_adapter", "probe_bad_decoding", "score_missing_file", "data_bad_mix",
          "data_misspelled_key"],
 )  # fmt: skip
-def test_every_entry_point_rejects_bad_input_in_one_line(command, args, expected, tmp_path):
+def test_every_entry_point_rejects_bad_input_in_one_line(command, args, expected, tmp_path, run_module):
     corrupt = _corrupt_adapter_run(tmp_path).resolve()
     args = [a.replace("{corrupt}", str(corrupt)) for a in args]
     before = _runs()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            command,
-            *args,
-            *([f"hydra.run.dir={tmp_path / 'out'}"] if command == "medqa.probe" else []),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    out_dir = [f"hydra.run.dir={tmp_path / 'out'}"] if command == "medqa.probe" else []
+    out = run_module(command, *args, *out_dir, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected.replace("{corrupt}", str(corrupt))), out.stderr

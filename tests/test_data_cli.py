@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,13 +34,7 @@ def test_preview_prints_provenance_and_exports_the_mix(base_dir, shrink_override
         main([*argv, "--export", str(out_file)])
 
 
-def test_module_entrypoint_without_tokenizer():
-    out = subprocess.run(
-        [sys.executable, "-m", "medqa.data", "data.total=100", "--no-token-filter", "--examples", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_module_entrypoint_without_tokenizer(run_module):
+    out = run_module("medqa.data", "data.total=100", "--no-token-filter", "--examples", "1", timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "mix: 90 train + 10 eval of 100 asked" in out.stdout and "max_tokens_512" not in out.stdout

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +41,7 @@ def test_remainder_rejects_a_share_above_one(compose):
         validate_mix(settings_from_cfg(compose(["data.mix.wikidoc=1.5"])).data)
 
 
-def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tmp_path):
+def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tmp_path, run_module):
     sweep_dir = tmp_path / "sweep"
     overrides = [
         *shrink_overrides,
@@ -59,14 +57,7 @@ def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tm
         f"hydra.sweep.dir={sweep_dir}",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # jobs unpickle medqa.train.main
-    out = subprocess.run(
-        [sys.executable, "-m", "medqa.train", "-m", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_module("medqa.train", "-m", *overrides, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     wikidoc_rows = {}
     for job in ("0", "1"):

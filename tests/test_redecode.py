@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -129,25 +127,17 @@ def test_group_is_the_training_runs_group_or_its_wandb_id(smoke_run):
     assert redecode_tracking(TrackingSettings(), WeightsSource(), None).group == "base"
 
 
-def test_cli_redecodes_a_run_under_two_presets(smoke_run, tmp_path, shrink_overrides):
+def test_cli_redecodes_a_run_under_two_presets(smoke_run, tmp_path, shrink_overrides, run_module):
     summary, run_dir, _ = smoke_run
     before = _snapshot(run_dir)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medqa.probe",
-            "-m",
-            f"run={run_dir}",
-            "decoding=greedy_ngram3,greedy_rp13",
-            "decoding.max_new_tokens=48",
-            *shrink_overrides,
-            f"hydra.sweep.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_module(
+        "medqa.probe",
+        "-m",
+        f"run={run_dir}",
+        "decoding=greedy_ngram3,greedy_rp13",
+        "decoding.max_new_tokens=48",
+        *shrink_overrides,
+        f"hydra.sweep.dir={tmp_path}",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert _snapshot(run_dir) == before, "the training run's folder is never written to"

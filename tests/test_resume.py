@@ -72,7 +72,7 @@ def _env(extra: dict | None = None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(base_dir, shrink_overrides, compose_small, tmp_path_factory):
+def runs(base_dir, shrink_overrides, compose_small, tmp_path_factory, run_module):
     tmp = tmp_path_factory.mktemp("resume")
     run_dir, marker = tmp / "interrupted", tmp / "kill_me"
     args = [*shrink_overrides, *RUN]
@@ -97,14 +97,7 @@ def runs(base_dir, shrink_overrides, compose_small, tmp_path_factory):
         "segment": {p: _sha(p) for p in wandb_segments(run_dir)[0].rglob("*") if p.is_file()},
     }
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "medqa.train", *args, f"train.resume={run_dir}"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = run_module("medqa.train", *args, f"train.resume={run_dir}", env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     cfg = compose_small(RUN)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -146,24 +144,16 @@ def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose_small):
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_cli_main_job_prints_summary(base_dir, tmp_path, shrink_overrides):
+def test_cli_main_job_prints_summary(base_dir, tmp_path, shrink_overrides, run_module):
     run_dir = tmp_path / "cli"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medqa.train",
-            *shrink_overrides,
-            "train=smoke",
-            "data.total=80",
-            "decoding.max_new_tokens=16",
-            "tracking=none",
-            f"hydra.run.dir={run_dir}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_module(
+        "medqa.train",
+        *shrink_overrides,
+        "train=smoke",
+        "data.total=80",
+        "decoding.max_new_tokens=16",
+        "tracking=none",
+        f"hydra.run.dir={run_dir}",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "eval loss" in out.stdout and f"run dir:      {run_dir}" in out.stdout
