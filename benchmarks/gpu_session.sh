@@ -15,9 +15,9 @@ export PYTHONPATH=/tmp/site/site-packages:$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 case $stage in
-  train)
+  train)   # ROWS=a,b,... PROFILE=1: also 2 profiled steps a row (tables in $out/profile/)
     python3 benchmarks/train_throughput.py --rows "${ROWS:-a,b,c,b_b32}" --steps 6 --warmup 3 \
-      --json "$out/train.json" > "$out/train.log" 2>&1
+      ${PROFILE:+--profile "$out/profile"} --json "$out/train.json" > "$out/train.log" 2>&1
     tail -8 "$out/train.log" ;;
   probe)
     python3 benchmarks/probe_eval.py --variants "${VARIANTS:-dynamic,static_nocompile,static}" --repeats 2 \

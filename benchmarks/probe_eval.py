@@ -23,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-VARIANTS = ["dynamic", "static_nocompile", "static", "merged_static"]
+# folded_*: the harness's decoding.merge_adapter=true (medqa.generation.merged_adapter: W + ΔW in a separate
+# buffer, base weights untouched); merged_static: PEFT's merge_adapter/unmerge_adapter, to measure its drift.
+VARIANTS = ["dynamic", "static_nocompile", "static", "folded_dynamic", "folded_static", "merged_static"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for variant in args.variants.split(","):
         static = variant.endswith("static") or variant == "static_nocompile"
+        folded = variant.startswith("folded")
         # The static cache comes through the harness's own setting (decoding.cache_implementation=static).
         decoding = dataclasses.replace(settings.decoding, cache_implementation="static" if static else None)
         config = generation_config(decoding, tokenizer)
@@ -75,15 +78,16 @@ def main(argv: list[str] | None = None) -> None:
         if variant == "static_nocompile":
             config.disable_compile = True
         drift = None
-        if variant.startswith("merged"):
+        if variant.startswith(("merged", "folded")):
             before = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer.weight" in n}
-            model.merge_adapter()
+            if variant.startswith("merged"):
+                model.merge_adapter()
         times, tokens = [], []
         try:
             for _ in range(args.repeats + 1):  # the first call pays for compilation and is reported apart
                 sync()
                 started = time.perf_counter()
-                answers = generate_answers(model, tokenizer, chats, config, seed=0)
+                answers = generate_answers(model, tokenizer, chats, config, seed=0, merge_adapter=folded)
                 sync()
                 times.append(time.perf_counter() - started)
                 tokens.append(sum(a.n_tokens for a in answers))
@@ -91,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             results.append({"variant": variant, "error": f"{type(err).__name__}: {err}"[:300]})
             continue
         finally:
-            if variant.startswith("merged"):
-                model.unmerge_adapter()
+            if variant.startswith(("merged", "folded")):
+                if variant.startswith("merged"):
+                    model.unmerge_adapter()
                 after = dict(model.named_parameters())
                 drift = max((after[n].detach() - w).abs().max().item() for n, w in before.items())
                 del before

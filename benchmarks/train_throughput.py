@@ -41,12 +41,17 @@ ROWS = {
     "b_compile": [*GPU, "train.torch_compile=true"],
     "b_gc": [*GPU, "train.gradient_checkpointing=true"],
     "b_b32": [*GPU, "train.per_device_batch=32"],
+    "b_b64": [*GPU, "train.per_device_batch=64"],
+    "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip
 
 
-def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root: Path) -> dict:
-    """Train `warmup + steps` optimizer steps with the row's settings; time the last `steps`."""
+def run_row(
+    name: str, shape: str, steps: int, warmup: int, examples: int, root: Path, profile: Path | None = None
+) -> dict:
+    """Train `warmup + steps` optimizer steps with the row's settings; time the last `steps`. With `profile`,
+    two more steps run under torch.profiler after the timed ones and its tables go to `profile/<row>.txt`."""
     import torch
     from transformers import TrainerCallback
 
@@ -57,7 +62,7 @@ def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root:
     ckpt = common.random_checkpoint(shape, root)
     overrides = [
         "model=llama32_3b", f"model.name_or_path={ckpt}", "lora=attn_mlp", "tracking=none",
-        *ROWS[name], f"train.max_steps={warmup + steps}", "train.logging_steps=1000",
+        *ROWS[name], f"train.max_steps={warmup + steps + (2 if profile else 0)}", "train.logging_steps=1000",
     ]  # fmt: skip
     settings = settings_from_cfg(compose_config(overrides))
     if not torch.cuda.is_available():  # the CPU try-out: no bf16 autocast, no 4-bit
@@ -68,14 +73,22 @@ def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root:
 
     train_ds = Dataset.from_list(common.chat_examples(tokenizer, examples))
 
+    profiled = 2 if profile else 0
+
     class Clock(TrainerCallback):
         marks: dict = {}
+        profiler = None
 
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (warmup, warmup + steps):
+            if state.global_step in (warmup, warmup + steps, warmup + steps + profiled):
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 self.marks[state.global_step] = (time.perf_counter(), state.num_input_tokens_seen)
+            if profile and state.global_step == warmup + steps:
+                self.profiler = torch.profiler.profile(activities=_activities(torch))
+                self.profiler.__enter__()
+            elif self.profiler is not None and state.global_step == warmup + steps + profiled:
+                self.profiler.__exit__(None, None, None)
 
     clock = Clock()
     trainer = build_trainer(
@@ -91,6 +104,9 @@ def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root:
     (t0, n0), (t1, n1) = clock.marks[warmup], clock.marks[warmup + steps]
     tok_s = (n1 - n0) / (t1 - t0)
     peak = common.peak_flops()
+    if profile:
+        wall = clock.marks[warmup + steps + profiled][0] - t1
+        _write_profile(clock.profiler, profile / f"{name}.txt", wall, profiled)
     return {
         "row": name,
         "overrides": ROWS[name],
@@ -103,6 +119,26 @@ def run_row(name: str, shape: str, steps: int, warmup: int, examples: int, root:
         "trainable": trainable,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
+
+
+def _activities(torch) -> list:
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    return acts + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+
+
+def _write_profile(prof, path: Path, wall_s: float, steps: int) -> None:
+    """Where a step's time goes: GPU-busy share (kernel time / wall time) and the top ops by device and CPU time."""
+    events = prof.key_averages()
+    device_us = sum(e.self_device_time_total for e in events)
+    lines = [
+        f"{steps} steps, {wall_s:.3f} s wall; kernels busy {device_us / 1e6:.3f} s = "
+        f"{100 * device_us / 1e6 / wall_s:.1f}% of wall",
+        events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70),
+        events.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=70),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(lines))
+    print(lines[0], flush=True)
 
 
 def _shape_params(shape: str) -> int:
@@ -147,11 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench")))
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--profile", type=Path, help="also profile 2 steps a row; tables go to PROFILE/<row>.txt")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = parser.parse_args(argv)
 
     if args.one:
-        result = run_row(args.one, args.shape, args.steps, args.warmup, args.examples, args.root)
+        result = run_row(args.one, args.shape, args.steps, args.warmup, args.examples, args.root, args.profile)
         print("RESULT " + json.dumps(result), flush=True)
         return
     rows = args.rows.split(",")
@@ -163,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in rows:
         cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(args.steps)]
         cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
+        cmd += ["--profile", str(args.profile)] if args.profile else []
         started = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)

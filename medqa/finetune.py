@@ -211,6 +211,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             seed=settings.decoding.seed,
             quality=settings.quality,
             known_words=frozenset(corpus_words(_texts(train_ds))),  # words seen in training are not invented
+            merge_adapter=settings.decoding.merge_adapter,
         )
         if resume_from:
             begin_resume(run_dir, resume_from, run, recorder)

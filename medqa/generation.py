@@ -3,6 +3,7 @@ whether each answer stopped at end of turn or ran into the token limit."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,9 @@ class DecodingSettings:
     # null: transformers' dynamic KV cache. static: a preallocated cache, so on a GPU transformers compiles the
     # decode step (one graph instead of ~30 kernel launches per layer per token); same tokens either way.
     cache_implementation: str | None = None
+    # true: answer with the LoRA update folded into a copy of the adapted weights (medqa.generation.merged_adapter):
+    # ~3x fewer kernels per decode step, one extra copy of those weights in memory, the base weights untouched.
+    merge_adapter: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,14 +100,60 @@ def generation_config_dict(config: GenerationConfig) -> dict:
     return values
 
 
+@contextmanager
+def merged_adapter(model):
+    """Generate with each LoRA layer's update folded into its weight, without merging into the base weights.
+
+    PEFT's merge_adapter/unmerge_adapter adds B·A into the base weight and subtracts it again; in bf16 that
+    leaves rounding drift in the frozen weights after every eval. Here each adapted weight is pointed, for the
+    duration, at a buffer holding W + scale·B·A and then pointed back at its untouched original tensor, so
+    the base weights are bit-for-bit what they were. The buffers stay on the model and are refilled on every
+    call: the addresses a compiled decode step saw last eval are the same the next time. Costs one extra copy
+    of the adapted weights. A model with no active LoRA layer, or with quantized (4-bit) or sharded base
+    weights, is left as is."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer) and not m.disable_adapters}
+    weights = [m.get_base_layer().weight for m in layers.values()]
+    if not layers or not hasattr(model, "disable_adapter") or any(_not_plain(w) for w in weights):
+        yield model
+        return
+    buffers = model.__dict__.setdefault("_medqa_merged_weights", {})
+    originals = []
+    try:
+        with torch.no_grad():
+            for (name, layer), weight in zip(layers.items(), weights, strict=True):
+                buffer = buffers.get(name)
+                if buffer is None or buffer.shape != weight.shape or buffer.device != weight.device:
+                    buffer = buffers[name] = torch.empty_like(weight.data)
+                buffer.copy_(weight.data)
+                for adapter in layer.active_adapters:
+                    if adapter in layer.lora_A:
+                        buffer.add_(layer.get_delta_weight(adapter).to(buffer.dtype))
+                originals.append((weight, weight.data))
+                weight.data = buffer
+        with model.disable_adapter():  # the LoRA branch is off; the base layers compute with W + ΔW
+            yield model
+    finally:
+        for weight, data in originals:
+            weight.data = data
+
+
+def _not_plain(weight) -> bool:
+    """4-bit (bitsandbytes packs two values a byte) or sharded (DTensor) weights cannot take a merged copy."""
+    return not weight.is_floating_point() or type(weight.data).__name__ == "DTensor"
+
+
 def generate_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     conversations: list[list[dict]],
     config: GenerationConfig,
     seed: int = 0,
+    merge_adapter: bool = False,
 ) -> list[Answer]:
-    """Answer a batch of chats (left-padded, one generate call) without touching the caller's RNG state."""
+    """Answer a batch of chats (left-padded, one generate call) without touching the caller's RNG state;
+    `merge_adapter`: with the LoRA update folded into the weights for the call (see merged_adapter)."""
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     # The template already emits BOS: tokenizing with special tokens would double it.
     batch = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
@@ -112,7 +162,8 @@ def generate_answers(
     model.eval()
     try:
         cuda = [model.device] if model.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        merged = merged_adapter(model) if merge_adapter else nullcontext(model)
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), merged:
             torch.manual_seed(seed)
             out = model.generate(**batch, generation_config=config)
     finally:

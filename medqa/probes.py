@@ -31,8 +31,10 @@ class ProbeRecorder:
         seed: int = 0,
         quality: QualitySettings | None = None,
         known_words: frozenset[str] = frozenset(),
+        merge_adapter: bool = False,
     ):
         self.probes, self.config, self.out_file, self.run, self.seed = probes, config, out_file, run, seed
+        self.merge_adapter = merge_adapter
         self.quality, self.known_words = quality or QualitySettings(), known_words
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self.chats = [[*system, {"role": "user", "content": p.question}] for p in probes]
@@ -40,11 +42,15 @@ class ProbeRecorder:
         self.evals: list[dict] = []  # per record: step, eval_loss and the aggregates (quality, eos_rate, ...)
         self.alarms: list[dict] = []
         # The effective decoding travels with the answers: in the W&B run config and beside probes.jsonl.
-        self.decoding = {**generation_config_dict(config), "seed": seed}
+        self.decoding = {**generation_config_dict(config), "seed": seed, "merge_adapter": merge_adapter}
         run.config.update({"decoding/generation_config": self.decoding}, allow_val_change=True)
         if is_main_process():
             sidecar = out_file.with_name(out_file.stem + ".generation_config.json")
             sidecar.write_text(json.dumps(self.decoding, indent=2))
+
+    def _answer(self, model, tokenizer, chats: list[list[dict]]):
+        merge = self.merge_adapter and not generation_is_collective(model)  # sharded weights: no merged copy
+        return generate_answers(model, tokenizer, chats, self.config, seed=self.seed, merge_adapter=merge)
 
     def score(self, probe: Probe, answer, step: int) -> dict:
         """One probes.jsonl row: the answer (a medqa.generation.Answer) and every quality metric of it."""
@@ -70,7 +76,7 @@ class ProbeRecorder:
         """Answer and score every probe at `step`, append to probes.jsonl, log the tables and the aggregate
         scalars (probes/quality, probes/rep_4, ...), and check loss against quality (the divergence alarm).
         `write=False`: answer only, for ranks that join a sharded model's generation."""
-        answers = generate_answers(model, tokenizer, self.chats, self.config, seed=self.seed)
+        answers = self._answer(model, tokenizer, self.chats)
         if not write:
             return []
         rows = [self.score(p, a, step) for p, a in zip(self.probes, answers, strict=True)]
@@ -134,9 +140,9 @@ class ProbeRecorder:
     def check_determinism(self, model, tokenizer) -> dict:
         """Answer the probes twice as one batch and once one by one; are the texts byte-identical? With
         greedy decoding they should be; a mismatch is worth a flag (padding or kernels changing the result)."""
-        first = generate_answers(model, tokenizer, self.chats, self.config, seed=self.seed)
-        again = generate_answers(model, tokenizer, self.chats, self.config, seed=self.seed)
-        single = [generate_answers(model, tokenizer, [c], self.config, seed=self.seed)[0] for c in self.chats]
+        first = self._answer(model, tokenizer, self.chats)
+        again = self._answer(model, tokenizer, self.chats)
+        single = [self._answer(model, tokenizer, [c])[0] for c in self.chats]
         repeat = [a.text == b.text for a, b in zip(first, again, strict=True)]
         batching = [a.text == b.text for a, b in zip(first, single, strict=True)]
         result = {

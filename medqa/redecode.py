@@ -147,6 +147,7 @@ def redecode(
             seed=decoding.seed,
             quality=quality,
             known_words=shipped_words(),  # the embedded corpus' words; a hub run's own rows are not at hand here
+            merge_adapter=decoding.merge_adapter,
         )
         rows = recorder.record(weights, tokenizer, source.step)
         summary = {

@@ -126,3 +126,42 @@ def test_static_kv_cache_gives_the_same_greedy_answers(compose_small, base_dir, 
         answers[cache] = generate_answers(model, tokenizer, chats, generation_config(decoding, tokenizer))
     assert [a.text for a in answers["static"]] == [a.text for a in answers[None]]
     assert any(a.n_tokens > 0 for a in answers[None])
+
+
+def test_merged_adapter_computes_the_adapter_and_leaves_base_weights_bit_identical(compose_small, base_dir, tokenizer):
+    """decoding.merge_adapter: the LoRA update folded into copies of the weights while answering. The model
+    must compute what the adapter computes (not the bare base), and the base weights must come back untouched."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medqa.generation import merged_adapter
+    from medqa.modeling import lora_config
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp", "decoding.max_new_tokens=24"]))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), lora_config(settings.lora)).eval()
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)  # a trained adapter is not zero
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+    ids = tokenizer("What causes iron deficiency anemia?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        adapted = model(ids).logits
+        with model.disable_adapter():
+            bare = model(ids).logits
+        with merged_adapter(model):
+            merged = model(ids).logits
+            first_buffers = {n: p.data_ptr() for n, p in model.named_parameters() if "base_layer" in n}
+        with merged_adapter(model):
+            assert {n: p.data_ptr() for n, p in model.named_parameters() if "base_layer" in n} == first_buffers
+    assert (adapted - bare).abs().max() > 1e-2, "the adapter must change the output for this test to mean anything"
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
+    for name, param in model.named_parameters():
+        if "base_layer" in name:
+            assert torch.equal(param, base_before[name]), f"{name} drifted"
+            assert param.data_ptr() != first_buffers[name], f"{name} still points at the merged copy"
+
+    config = generation_config(settings.decoding, tokenizer)
+    plain = generate_answers(model, tokenizer, CHATS, config)
+    folded = generate_answers(model, tokenizer, CHATS, config, merge_adapter=True)
+    assert [a.text for a in folded] == [a.text for a in plain]
