@@ -43,8 +43,13 @@ ROWS = {
     "b_b32": [*GPU, "train.per_device_batch=32"],
     "b_b64": [*GPU, "train.per_device_batch=64"],
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
+    "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip
+# Levers that are SFTConfig fields without a medqa setting (yet): passed to build_trainer as they are.
+LIGER_NORM = {"rope": False, "rms_norm": True, "swiglu": True, "cross_entropy": False}
+LIGER_NORM["fused_linear_cross_entropy"] = False
+ROW_SFT = {"b_liger_norm": {"use_liger_kernel": True, "liger_kernel_config": LIGER_NORM}}
 
 
 def run_row(
@@ -93,7 +98,7 @@ def run_row(
     clock = Clock()
     trainer = build_trainer(
         model, tokenizer, train_ds, None, settings.train, settings.lora, root / "out" / name, "none",
-        callbacks=[clock], include_num_input_tokens_seen="non_padding",
+        callbacks=[clock], include_num_input_tokens_seen="non_padding", **ROW_SFT.get(name, {}),
     )  # fmt: skip
     if n_params is None:  # 4-bit weights pack two values a byte: count the shape's parameters instead
         n_params = _shape_params(shape)
@@ -128,8 +133,11 @@ def _activities(torch) -> list:
 
 def _write_profile(prof, path: Path, wall_s: float, steps: int) -> None:
     """Where a step's time goes: GPU-busy share (kernel time / wall time) and the top ops by device and CPU time."""
+    from torch.autograd import DeviceType
+
     events = prof.key_averages()
-    device_us = sum(e.self_device_time_total for e in events)
+    # Kernels only: an op's own row repeats the time of the kernels it launched.
+    device_us = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA)
     lines = [
         f"{steps} steps, {wall_s:.3f} s wall; kernels busy {device_us / 1e6:.3f} s = "
         f"{100 * device_us / 1e6 / wall_s:.1f}% of wall",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medqa.checks import validate_settings
@@ -29,7 +29,7 @@ from medqa.quality import SELECT_RULES, QualitySettings
 from medqa.redact import redact
 from medqa.report import plot_run
 from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
-from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
+from medqa.tracking import TrackingSettings, science_labels, science_tags, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
 RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
@@ -198,7 +198,9 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     gen_config = generation_config(settings.decoding, tokenizer)
 
     run_id = previous_wandb_id(run_dir) if resume_from else None  # the same W&B run continues
-    run = start_run(settings.tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
+    # Runs of one sweep or experiment share a group (tracking.group) and tags from their scientific settings.
+    tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *science_tags(settings)])
+    run = start_run(tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
     finished = False
     try:
         log_provenance(run, data_counts)
@@ -279,6 +281,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
+            "labels": science_labels(settings),
             "settings": redact(asdict(settings)),
             "versions": _versions(),
         }

@@ -56,6 +56,39 @@ def start_run(
     )
 
 
+ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def science_labels(settings) -> dict[str, str]:
+    """A run's scientific settings as short labels: base model, data mix and size, LoRA targets and rank,
+    training length and lr, decoding. Never paths, times or speed levers, so runs that differ only in how
+    they were computed share their tags. `settings` is a medqa.finetune.RunSettings. They become W&B tags
+    (`key=value`) and `run.json["labels"]`, which the compare report reads."""
+    model, quant, lora, data, train, dec = (
+        settings.model, settings.quant, settings.lora, settings.data, settings.train, settings.decoding
+    )  # fmt: skip
+    targets = set(lora.target_modules)
+    named = {frozenset(ATTN): "attn", frozenset(ATTN + MLP): "attn_mlp"}
+    decoding = f"sample_t{dec.temperature:g}_p{dec.top_p:g}" if dec.do_sample else "greedy"
+    decoding += f"_ngram{dec.no_repeat_ngram_size}" if dec.no_repeat_ngram_size else ""
+    decoding += f"_rp{dec.repetition_penalty:g}" if dec.repetition_penalty != 1.0 else ""
+    return {
+        "model": model.name_or_path.rstrip("/").rsplit("/", 1)[-1] + ("-nf4" if quant.load_in_4bit else ""),
+        "mix": ",".join(f"{name}:{share:g}" for name, share in sorted(data.mix.items()) if share),
+        "n": str(data.total),
+        "lora": f"{named.get(frozenset(targets), '+'.join(sorted(targets)))}-r{lora.r}",
+        "length": f"{train.max_steps}steps" if train.max_steps > 0 else f"{train.epochs:g}ep",
+        "lr": f"{train.lr:g}",
+        "decoding": decoding,
+    }
+
+
+def science_tags(settings) -> list[str]:
+    """`key=value` W&B tags from science_labels (W&B caps a tag at 64 characters)."""
+    return [f"{key}={value}"[:64] for key, value in science_labels(settings).items()]
+
+
 def wandb_run_dir(run) -> Path | None:
     """The run's own folder (`…/wandb/offline-run-<time>-<id>`), or None when tracking is disabled."""
     if run is None or run.disabled:
@@ -89,7 +122,7 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
     {"history": [row, ...], "config": {...}, "summary": {...}, "alerts": [{title, text, level}, ...], "group",
-    "job_type", "name", "id": run id, "resumed": bool}; later config updates merged in."""
+    "job_type", "name", "tags", "id": run id, "resumed": bool}; later config updates merged in."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
@@ -107,6 +140,7 @@ def read_offline_run(wandb_dir: Path) -> dict:
             meta = record["run"]
             run["config"].update(meta.get("config", {}).get("update", {}))
             run.update(group=meta.get("run_group"), job_type=meta.get("job_type"), name=meta.get("display_name"))
+            run["tags"] = list(meta.get("tags", []))
             run["id"], run["resumed"] = meta.get("run_id"), bool(meta.get("resume"))
         elif record.get("type") == "config":
             run["config"].update(record["config"].get("update", {}))

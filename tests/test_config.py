@@ -34,6 +34,18 @@ def test_experiment_preset_composes(compose, name):
     assert text.startswith("#"), "a preset starts with a comment: what it reproduces and its command"
 
 
+@pytest.mark.parametrize("week", ["week3", "week4", "week4_fix"])
+def test_tiny_preset_keeps_its_weeks_science_on_the_embedded_default(compose, week):
+    from medqa.tracking import science_labels
+
+    real, tiny = (settings_from_cfg(compose([f"experiment={name}"])) for name in (week, f"{week}_tiny"))
+    real_labels, tiny_labels = science_labels(real), science_labels(tiny)
+    for key in ("mix", "lora", "length", "decoding"):  # what the week changed, kept at tiny size
+        assert tiny_labels[key] == real_labels[key], key
+    assert tiny.model.source == "embedded" and not tiny.quant.load_in_4bit and tiny.train.select_by == "loss"
+    assert compose([f"experiment={week}_tiny"]).tracking.group == f"{week}_tiny"
+
+
 def test_experiments_live_in_experiments_folder():
     assert EXPERIMENTS, "no presets"
     assert (CONF_DIR / "experiment").resolve() == (Path(CONF_DIR).parent / "experiments").resolve()
@@ -79,3 +91,20 @@ def test_every_sweep_point_composes(compose, sweep):
     keys = list(spec["parameters"])
     for values in itertools.product(*(spec["parameters"][k]["values"] for k in keys)):
         settings_from_cfg(compose([f"{k}={v}" for k, v in zip(keys, values, strict=True)]))
+
+
+def test_science_labels_name_what_changes_results_and_ignore_speed_levers(compose):
+    from medqa.tracking import science_labels
+
+    def labels(*overrides):
+        return science_labels(settings_from_cfg(compose(list(overrides))))
+
+    week4 = labels("experiment=week4")
+    assert week4["mix"] == "chatdoctor:0.666667,wikidoc:0.333333" and week4["lora"] == "attn-r16"
+    assert week4["length"] == "2ep" and week4["decoding"] == "greedy_ngram3"
+    assert week4["model"] == "Llama-3.2-3B-Instruct-nf4"
+    assert labels("experiment=week4_fix")["decoding"] == "greedy_rp1.3"
+    # How a run is computed is not science: the GPU speed levers leave the labels alone.
+    speed = ["train.padding_free=true", "train.attn_implementation=sdpa", "decoding.cache_implementation=static"]
+    assert labels(*speed, "decoding.merge_adapter=true") == labels()
+    assert labels("data.mix.wikidoc=0.5")["mix"] == "chatdoctor:0.5,wikidoc:0.5" != labels()["mix"]

@@ -133,6 +133,10 @@ def test_wandb_offline_run_reads_back(smoke_run):
     assert wide["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"] and len(wide["data"]) == 5
     assert run["config"]["lora"]["target_modules"][-1] == "down_proj"  # the resolved Hydra config
     assert any(h.get("data/provenance._type") == "table-file" for h in run["history"])  # the data stages
+    # Tags carry the scientific settings (and only those), the same labels as run.json's.
+    labels = json.loads((Path(summary["run_dir"]) / "run.json").read_text())["labels"]
+    assert run["tags"] == [f"{k}={v}" for k, v in labels.items()]
+    assert {"lora=attn_mlp-r16", "length=6steps", "n=160", "decoding=greedy"} <= set(run["tags"])
 
 
 def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose_small):
