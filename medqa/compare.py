@@ -367,7 +367,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  open:  {(out / 'index.html').resolve().as_uri()}")
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """`main` as a command: a bad input is one line on stderr naming the path, and exit code 2."""
     from medqa.checks import exit_on_error
 
-    exit_on_error("medqa.compare", main, bad_input=(OSError,))
+    exit_on_error("medqa.compare", lambda: main(argv), bad_input=(OSError,))
+
+
+if __name__ == "__main__":
+    cli()

@@ -89,7 +89,7 @@ def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
 def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
     {"history": [row, ...], "config": {...}, "summary": {...}, "alerts": [{title, text, level}, ...], "group",
-    "job_type", "name", "id": run id, "resumed": bool}; later config updates merged in."""
+    "job_type", "name", "id": run id, "resumed": bool, "tags": [...]}; later config updates merged in."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
         capture_output=True,
@@ -108,6 +108,7 @@ def read_offline_run(wandb_dir: Path) -> dict:
             run["config"].update(meta.get("config", {}).get("update", {}))
             run.update(group=meta.get("run_group"), job_type=meta.get("job_type"), name=meta.get("display_name"))
             run["id"], run["resumed"] = meta.get("run_id"), bool(meta.get("resume"))
+            run["tags"] = meta.get("tags", [])
         elif record.get("type") == "config":
             run["config"].update(record["config"].get("update", {}))
         elif record.get("type") == "summary":

@@ -97,3 +97,29 @@ def run_module():
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def compare_runs(smoke_run, compose_small, base_dir, tmp_path_factory):
+    """A folder of three tiny real runs with different settings, for the compare report: the smoke run (copied:
+    wikidoc 0.15, attn_mlp, greedy) and two more (wikidoc 0.5 + attn + greedy_rp13 in a W&B group with tags;
+    wikidoc 0 + greedy_ngram3 keeping the last weights)."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import finetune
+
+    folder = tmp_path_factory.mktemp("compare") / "runs"
+    shutil.copytree(smoke_run[1], folder / "a_smoke", ignore=shutil.ignore_patterns("checkpoints"))
+    small = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48"]
+    variants = {
+        "b_attn_rp13": ["lora=attn", "data.mix.wikidoc=0.5", "decoding=greedy_rp13", "tracking.group=compare-test",
+                        "tracking.tags=[mix50,attn]"],  # fmt: skip
+        "c_ngram3_last": ["data.mix.wikidoc=0", "decoding=greedy_ngram3", "train.select_by=last"],
+    }
+    for name, overrides in variants.items():
+        cfg = compose_small([*small, *overrides])
+        finetune(settings_from_cfg(cfg), folder / name, OmegaConf.to_container(cfg, resolve=True))
+    return folder
