@@ -172,7 +172,10 @@ def _read_wandb(path: Path) -> dict:
     try:
         record = read_offline_run(segments[-1])
     except (subprocess.CalledProcessError, OSError, ValueError) as err:
-        print(f"medqa.compare: warning: {segments[-1]}: W&B run not readable ({err}); group/tags left out", file=sys.stderr)
+        print(
+            f"medqa.compare: warning: {segments[-1]}: W&B run not readable ({err}); group/tags left out",
+            file=sys.stderr,
+        )
         return {}
     return {"group": record.get("group"), "tags": record.get("tags") or [], "id": record.get("id")}
 
@@ -345,7 +348,10 @@ def write_report(runs: list[Run], out: Path | None = None) -> tuple[Path, list[d
     rows = [run_row(r) for r in runs]
     (out / "runs.md").write_text(format_markdown(rows), encoding="utf-8")
     (out / "runs.csv").write_text(format_csv(rows), encoding="utf-8")
-    detail = [{**row, "evals": r.summary["evals"], "selected": r.summary["selected"]} for row, r in zip(rows, runs)]
+    detail = [
+        {**row, "evals": r.summary["evals"], "selected": r.summary["selected"]}
+        for row, r in zip(rows, runs, strict=True)
+    ]
     (out / "runs.json").write_text(json.dumps(detail, indent=2, default=str), encoding="utf-8")
     png = plot_loss_vs_quality(runs, out / "loss_vs_quality.png")
     (out / "index.html").write_text(render_html(runs, rows, png), encoding="utf-8")

@@ -57,8 +57,9 @@ def _answer_cell(row: dict | None, css: str = "") -> str:
     if row.get("n_tokens") is not None:
         meta.append(f"{row['n_tokens']} tokens")
     flags = "".join(f'<span class="flag">{_e(f)}</span>' for f in row.get("flags") or [])
+    # The newline after <pre> is one the HTML parser drops, so an answer's own leading newlines survive.
     return (
-        f'<td class="{css}"><pre class="answer">{_e(row["answer"])}</pre>'
+        f'<td class="{css}"><pre class="answer">\n{_e(row["answer"])}</pre>'
         f'<div class="meta">{_e(" · ".join(meta))}</div><div class="meta">{flags}</div></td>'
     )
 
@@ -101,7 +102,7 @@ def _probe_sections(runs, rows: list[dict]) -> str:
             f'<section class="probe" id="probe-{_e(pid)}"><h3>{_e(questions[pid])} '
             f'<span class="meta">({_e(pid)})</span></h3>'
             f'<table class="answers"><thead><tr>{"".join(heads)}</tr></thead>'
-            f'<tbody><tr>{"".join(cells)}</tr></tbody></table></section>'
+            f"<tbody><tr>{''.join(cells)}</tr></tbody></table></section>"
         )
     return "\n".join(sections)
 

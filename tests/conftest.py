@@ -115,8 +115,8 @@ def compare_runs(smoke_run, compose_small, base_dir, tmp_path_factory):
     shutil.copytree(smoke_run[1], folder / "a_smoke", ignore=shutil.ignore_patterns("checkpoints"))
     small = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48"]
     variants = {
-        "b_attn_rp13": ["lora=attn", "data.mix.wikidoc=0.5", "decoding=greedy_rp13", "tracking.group=compare-test",
-                        "tracking.tags=[mix50,attn]"],  # fmt: skip
+        "b_attn_rp13": ["lora=attn", "data.mix.wikidoc=0.5", "decoding=greedy_rp13"]
+        + ["tracking.group=compare-test", "tracking.tags=[mix50,attn]"],
         "c_ngram3_last": ["data.mix.wikidoc=0", "decoding=greedy_ngram3", "train.select_by=last"],
     }
     for name, overrides in variants.items():

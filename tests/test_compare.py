@@ -1,11 +1,18 @@
 """The compare report from real run dirs: rows match each run.json, the plot is a real PNG, the HTML holds every
-probe answer escaped, and bad input is one line naming the path with exit code 2."""
+probe answer escaped, and bad input is one line naming the path with exit code 2. Then the report opened in a
+real headless browser (Debian chromium, installed by `make setup`): the DOM holds a table row per run and every
+probe answer, the plot image decodes, and an answer holding a script is shown as text and never runs. No
+browser is a failure, not a skip: CI installs one."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
+import struct
+import subprocess
 from html import escape
 from pathlib import Path
 
@@ -157,3 +164,97 @@ def test_bad_input_is_one_line_naming_the_path_and_exit_2(run_folder, tmp_path, 
     assert err.startswith("medqa.compare: error: ") and err.count("\n") == 1
     assert message.format(folder=folder, run=run, n=n) in err
     assert not (tmp_path / "report").exists()  # checked before the report folder is made
+
+
+# --- in a real browser ---
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=5000",
+]  # fmt: skip
+# Injected into a copy of the page (CSP removed): records any alert() and what the browser made of the plot.
+PROBE_SCRIPT = """<script>
+window.alert = function (m) {
+  var html = document.documentElement, seen = html.getAttribute("data-alerted");
+  html.setAttribute("data-alerted", (seen ? seen + " " : "") + m);
+};
+window.addEventListener("load", function () {
+  var img = document.getElementById("plot");
+  document.body.setAttribute("data-plot", img.complete + " " + img.naturalWidth + "x" + img.naturalHeight);
+});
+</script>"""
+
+
+def chromium() -> str:
+    path = os.environ.get("MEDQA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail(
+            "chromium not found: the browser test needs Debian's chromium. `make setup` installs it when run as "
+            "root; otherwise `sudo apt-get install -y chromium` (or set MEDQA_CHROMIUM to a Chromium binary)."
+        )
+    return path
+
+
+def dump_dom(page: Path, tmp_path: Path) -> str:
+    """The page's DOM after load, serialised by headless chromium (a fresh profile each time)."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "<html" in done.stdout, (
+        f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
+    )
+    return done.stdout
+
+
+def instrumented(page: Path, dest: Path) -> Path:
+    """A copy of the page without its Content-Security-Policy and with PROBE_SCRIPT first in <head>: so the
+    escaping alone is what keeps the payload from running."""
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
+    assert "Content-Security-Policy" not in html
+    dest.write_text(html.replace("<head>", "<head>" + PROBE_SCRIPT, 1))
+    return dest
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+@pytest.fixture(scope="module")
+def report(run_folder, tmp_path_factory):
+    """A report of the run folder, one answer replaced by a script payload."""
+    tmp = tmp_path_factory.mktemp("browser")
+    folder = copy_runs(run_folder, tmp / "runs")
+    injected = inject_answer(sorted(p.parent for p in folder.rglob("run.json"))[0], PAYLOAD)
+    runs = read_runs([folder], read_wandb=False)
+    out, _ = write_report(runs, tmp / "report")
+    return out, runs, injected
+
+
+def test_report_renders_with_rows_answers_and_escaped_script(report, tmp_path):
+    out, runs, injected = report
+    dom = dump_dom(out / "index.html", tmp_path)
+    assert len(re.findall(r'<tr class="run-row"', dom)) == len(runs)
+    for run in runs:
+        assert f'data-run="{escape(run.label)}"' in dom
+        for probe in run.answers_at(run.summary["selected"]["step"]).values():
+            assert escape(probe["question"], quote=False) in dom
+            assert escape(probe["answer"], quote=False) in dom  # the payload too: as text
+    assert injected["answer"] == PAYLOAD and escape(PAYLOAD, quote=False) in dom
+    assert "<script" not in dom and "<img src=" not in dom.replace('<img id="plot"', "")
+
+
+def test_plot_loads_and_the_payload_does_not_run(report, tmp_path):
+    out, _, _ = report
+    dom = dump_dom(instrumented(out / "index.html", tmp_path / "page.html"), tmp_path)
+    width, height = png_size(out / "loss_vs_quality.png")
+    assert f'data-plot="true {width}x{height}"' in dom and width > 300  # the inline PNG decoded
+    assert re.search(r"<html[^>]*>", dom).group(0) == '<html lang="en">'  # no data-alerted: alert() never ran
+
+
+def test_the_alert_probe_would_see_an_unescaped_script(report, tmp_path):
+    """Control: the same check on a page with the payload left raw sees both of its alerts run."""
+    out, _, _ = report
+    page = instrumented(out / "index.html", tmp_path / "raw.html")
+    page.write_text(page.read_text().replace(escape(PAYLOAD, quote=False), PAYLOAD, 1))
+    assert re.search(r"<html[^>]*>", dump_dom(page, tmp_path)).group(0) == '<html lang="en" data-alerted="1 2">'
