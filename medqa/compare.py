@@ -305,7 +305,8 @@ def plot_loss_vs_quality(runs: list[Run], path: Path) -> Path:
             continue
         xs, ys = [e["eval_loss"] for e in pts], [e["probe_quality"] for e in pts]
         row = run_row(run)
-        label = f"{run.label}: wikidoc {row['wikidoc']:.2f}, {row['targets']}, {row['epochs']} ep, {row['decoding']}"
+        epochs = f"{row['epochs']} ep" if isinstance(row["epochs"], int | float) else row["epochs"]
+        label = f"{run.label}: wikidoc {row['wikidoc']:.2f}, {row['targets']}, {epochs}, {row['decoding']}"
         ax.plot(xs, ys, "o-", color=color, label=label, alpha=0.85, markersize=4)
         ax.plot(xs[0], ys[0], "s", color=color, markersize=11, markerfacecolor="white", markeredgewidth=2)
         ax.plot(xs[-1], ys[-1], "^", color=color, markersize=12)

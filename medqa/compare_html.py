@@ -18,7 +18,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-pre.answer { white-space: pre-wrap; margin: 0 0 4px; font: 13px/1.35 ui-monospace, monospace; max-width: 40em; }
+table.answers { table-layout: fixed; width: 100%; }
+pre.answer { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0 0 4px; font: 13px/1.35 ui-monospace, monospace; }
 .meta { color: #555; font-size: 12px; }
 .flag { background: #fde2e2; border-radius: 3px; padding: 0 3px; margin-right: 3px; }
 .base { background: #fafafa; }

@@ -128,6 +128,11 @@ def test_cli_prints_the_table_and_never_overwrites_a_report(run_folder, tmp_path
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_the_command_line_as_a_user_types_it(run_module, tmp_path):
+    done = run_module("medqa.compare", str(tmp_path / "nope"))
+    assert (done.returncode, done.stderr) == (2, f"medqa.compare: error: {tmp_path / 'nope'}: no such file or folder\n")
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
