@@ -309,14 +309,14 @@ def plot_loss_vs_quality(runs: list[Run], path: Path) -> Path:
         label = f"{run.label}: wikidoc {row['wikidoc']:.2f}, {row['targets']}, {epochs}, {row['decoding']}"
         ax.plot(xs, ys, "o-", color=color, label=label, alpha=0.85, markersize=4)
         ax.plot(xs[0], ys[0], "s", color=color, markersize=11, markerfacecolor="white", markeredgewidth=2)
-        ax.plot(xs[-1], ys[-1], "^", color=color, markersize=12)
+        ax.plot(xs[-1], ys[-1], "^", color=color, markersize=12, zorder=3)
         for e in pts:
             ax.annotate(f"{e['step']}", (e["eval_loss"], e["probe_quality"]), textcoords="offset points",
                         xytext=(5, 4), fontsize=7, color=color)  # fmt: skip
             if e["step"] == run.summary["selected"]["step"]:
                 ax.plot(e["eval_loss"], e["probe_quality"], "o", color=color, markersize=17, fillstyle="none")
             if e.get("divergence"):
-                ax.plot(e["eval_loss"], e["probe_quality"], "x", color="red", markersize=14, markeredgewidth=2)
+                ax.plot(e["eval_loss"], e["probe_quality"], "x", color="red", ms=14, mew=2, zorder=1)
     for marker, text in [("s", "start (step 0, base model)"), ("^", "end (last eval)"), ("o", "kept adapter")]:
         ax.plot([], [], marker, color="gray", markersize=9, fillstyle="none", label=text)
     ax.plot([], [], "x", color="red", markersize=9, label="divergence alarm")
