@@ -5,9 +5,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup run test lint slow
+.PHONY: setup run test lint slow browser
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The compare report's browser test needs Debian's chromium: installed here when missing and we are root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  else echo "chromium missing: run 'sudo apt-get install -y chromium' (tests/test_compare.py needs it)"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

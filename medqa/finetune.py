@@ -199,7 +199,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
 
     run_id = previous_wandb_id(run_dir) if resume_from else None  # the same W&B run continues
     # Runs of one sweep or experiment share a group (tracking.group) and tags from their scientific settings.
-    tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *science_tags(settings)])
+    tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *science_tags(asdict(settings))])
     run = start_run(tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
     finished = False
     try:
@@ -281,7 +281,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
-            "labels": science_labels(settings),
+            "labels": science_labels(asdict(settings)),
             "settings": redact(asdict(settings)),
             "versions": _versions(),
         }

@@ -97,3 +97,29 @@ def run_module():
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def compare_runs(smoke_run, compose_small, base_dir, tmp_path_factory):
+    """A folder of two tiny real runs with different settings, for the compare report: the smoke run (copied:
+    wikidoc 0.15, attn_mlp, greedy, adapter kept by quality) and one more (wikidoc 0.5, attn, greedy_rp13,
+    the last weights kept, in a W&B group with tags)."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import finetune
+
+    folder = tmp_path_factory.mktemp("compare") / "runs"
+    shutil.copytree(smoke_run[1], folder / "a_smoke", ignore=shutil.ignore_patterns("checkpoints"))
+    overrides = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48", "lora=attn", "data.mix.wikidoc=0.5"]
+    overrides += [
+        "decoding=greedy_rp13",
+        "train.select_by=last",
+        "tracking.group=compare-test",
+        "tracking.tags=[mix50,attn]",
+    ]
+    cfg = compose_small(overrides)
+    finetune(settings_from_cfg(cfg), folder / "b_attn_rp13", OmegaConf.to_container(cfg, resolve=True))
+    return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_tiny_preset_keeps_its_weeks_science_on_the_embedded_default(compose, we
     from medqa.tracking import science_labels
 
     real, tiny = (settings_from_cfg(compose([f"experiment={name}"])) for name in (week, f"{week}_tiny"))
-    real_labels, tiny_labels = science_labels(real), science_labels(tiny)
+    real_labels, tiny_labels = science_labels(asdict(real)), science_labels(asdict(tiny))
     for key in ("mix", "lora", "length", "decoding"):  # what the week changed, kept at tiny size
         assert tiny_labels[key] == real_labels[key], key
     assert tiny.model.source == "embedded" and not tiny.quant.load_in_4bit and tiny.train.select_by == "loss"
@@ -97,7 +98,7 @@ def test_science_labels_name_what_changes_results_and_ignore_speed_levers(compos
     from medqa.tracking import science_labels
 
     def labels(*overrides):
-        return science_labels(settings_from_cfg(compose(list(overrides))))
+        return science_labels(asdict(settings_from_cfg(compose(list(overrides)))))
 
     week4 = labels("experiment=week4")
     assert week4["mix"] == "chatdoctor:0.666667,wikidoc:0.333333" and week4["lora"] == "attn-r16"
