@@ -97,3 +97,16 @@ def run_module():
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def sweep_grid(base_dir, run_module, tmp_path_factory):
+    """sweeps/mix_x_targets_tiny.yaml (2x2: WikiDoc share x LoRA targets) run once through `python -m
+    medqa.sweep`: real training, W&B offline. Returns the sweep folder (sweep.json, run dirs 00..03); the
+    command's output is beside it in cli_output.txt."""
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), "--", *TEST_OVERRIDES)
+    (out / "cli_output.txt").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    return folder
