@@ -76,6 +76,7 @@ def run_one(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], grou
                 rc = proc.wait()
     summary = read_summary(run_dir)
     metric = summary.get(spec.metric) if spec.metric else None
+    metric = float(metric) if isinstance(metric, (int, float)) and not isinstance(metric, bool) else None
     record = {
         "index": int(run_dir.name),
         "run_dir": str(run_dir),
@@ -91,7 +92,7 @@ def run_one(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], grou
     if rc != 0 or interrupted:
         record["stderr_tail"] = _tail(run_dir / "sweep_stderr.log", STDERR_TAIL)
     elif spec.metric and metric is None:
-        record["note"] = f"finished without {spec.metric!r} in its W&B summary"
+        record["note"] = f"finished without a number under {spec.metric!r} in its W&B summary"
     return record, summary
 
 
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if best:
         print(f"\nbest: run {best['index']} ({spec.metric} {_fmt(best['metric'])}, goal {spec.goal})")
     if failed:
-        print(f"{len(failed)} of {len(record['runs'])} runs failed: see stderr_tail in sweep.json")
+        print(f"{len(failed)} of {len(record['runs'])} runs did not finish: see state and stderr_tail in sweep.json")
     group = record["group"] or "(tracking.group as given)"
     print(f"sweep folder: {folder}  (sweep.json; W&B group {group})")
     if record.get("interrupted"):
