@@ -20,7 +20,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from medqa.checks import ConfigError, exit_on_error
+from medqa.checks import ConfigError, check_run_dir_writable, exit_on_error
 from medqa.sweep_spec import (
     SweepSpec,
     check_composes,
@@ -119,7 +119,7 @@ def run_sweep(spec: SweepSpec, out_root: Path, count: int | None, extra: list[st
     """Propose, run and feed back until the grid is exhausted or `count` runs are done; returns the sweep folder."""
     from tqdm import tqdm
 
-    folder = out_root / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    folder = out_root.resolve() / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     folder.mkdir(parents=True, exist_ok=False)
     group = not sets_group(spec, extra)
     total = min(n for n in (grid_size(spec), count) if n is not None)
@@ -163,7 +163,7 @@ def run_sweep(spec: SweepSpec, out_root: Path, count: int | None, extra: list[st
         bar.close()
         record["finished"] = datetime.now().isoformat(timespec="seconds")
         best = best_run(spec, record["runs"])
-        record["best"] = {"index": best["index"], "params": best["params"], "metric": best["metric"]} if best else None
+        record["best"] = {k: best[k] for k in ("index", "run_dir", "params", "metric")} if best else None
         _write(sweep_json, record)
     return folder
 
@@ -221,21 +221,29 @@ def prepare(args: argparse.Namespace) -> SweepSpec:
     if spec.method != "grid" and args.count is None:
         raise ConfigError(f"{spec.path}: method={spec.method} proposes runs without end: pass --count N")
     check_composes(spec, args.extra)
+    args.out = args.out or Path("multirun") / f"sweep-{spec.name}"
+    try:
+        check_run_dir_writable(args.out)
+    except ConfigError:
+        raise ConfigError(f"--out={args.out}: cannot create the sweep folder there (no writable folder)") from None
     return spec
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     spec = exit_on_error("medqa.sweep", lambda: prepare(args))
-    out_root = args.out or Path("multirun") / f"sweep-{spec.name}"
-    folder = run_sweep(spec, out_root, args.count, args.extra)
+    try:
+        folder = run_sweep(spec, args.out, args.count, args.extra)
+    except KeyboardInterrupt:  # between runs; sweep.json was written on the way out
+        print("\nmedqa.sweep: interrupted; the runs so far are in sweep.json", file=sys.stderr)
+        return 130
     record = json.loads((folder / "sweep.json").read_text())
     print()
     print(format_table(spec, record["runs"]))
     failed = [r for r in record["runs"] if r["state"] != "finished"]
     best = record["best"]
     if best:
-        print(f"\nbest: run {best['index']} ({spec.metric} {_fmt(best['metric'])}, goal {spec.goal})")
+        print(f"\nbest: {Path(best['run_dir']).name} ({spec.metric} {_fmt(best['metric'])}, goal {spec.goal})")
     if failed:
         print(f"{len(failed)} of {len(record['runs'])} runs did not finish: see state and stderr_tail in sweep.json")
     group = record["group"] or "(tracking.group as given)"

@@ -63,9 +63,7 @@ def _engine():
     """The `sweeps` package, imported without the pydantic-v1 deprecation noise it prints."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import sweeps.config.schema
-
-        import sweeps
+        import sweeps  # its __init__ imports sweeps.config.schema (the JSON-schema validator) too
 
     return sweeps
 

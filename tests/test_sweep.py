@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from medqa.checks import ConfigError, checked_settings
-from medqa.sweep import run_sweep
+from medqa.sweep import parse_args, prepare, run_sweep
 from medqa.sweep_spec import (
     build_command,
     check_composes,
@@ -162,11 +163,25 @@ def test_bad_input_stops_the_cli_before_any_run(tmp_path, run_module):
         f"medqa.sweep: error: {path}: parameters.lora=foo: lora=foo: no such option; available: attn, attn_mlp"
     ]
     assert not out.exists()  # nothing ran, no folder made
-    proc = run_module("medqa.sweep", "sweeps/quality_bayes.yaml", "--out", str(out))
-    assert proc.returncode == 2 and "proposes runs without end: pass --count N" in proc.stderr
-    proc = run_module("medqa.sweep", "sweeps/mix_x_targets.yaml", "--out", str(out), "--", "lora=attn")
-    assert proc.returncode == 2 and "lora is a parameter of this sweep" in proc.stderr
-    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sweeps/quality_bayes.yaml"], "proposes runs without end: pass --count N"),
+        (["sweeps/mix_x_targets.yaml", "--count", "0"], "--count=0: must be >= 1"),
+        (["sweeps/mix_x_targets.yaml", "--", "lora=attn"], "lora is a parameter of this sweep"),
+        (["sweeps/mix_x_targets.yaml", "--", "tracking.mode=online"], "the runner sets tracking.mode"),
+        (["sweeps/mix_x_targets.yaml", "--", "train.lr=-1"], "train.lr=-1: must be > 0"),
+        (["sweeps/mix_x_targets.yaml", "--out", "{tmp}/a_file/sweeps"], "--out={tmp}/a_file/sweeps: cannot create"),
+        (["sweeps/missing.yaml"], "sweeps/missing.yaml: cannot read the sweep file"),
+    ],
+)
+def test_command_line_mistakes_are_caught_before_any_run(tmp_path, monkeypatch, argv, expected):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match=re.escape(expected.format(tmp=tmp_path))):
+        prepare(parse_args([a.format(tmp=tmp_path) for a in argv]))
 
 
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
