@@ -66,16 +66,3 @@ def test_misspelled_key_is_rejected(compose):
 def test_added_unknown_key_names_it(compose):
     with pytest.raises(ValueError, match=r"train: unknown key\(s\) \['epoch'\]"):
         settings_from_cfg(compose(["+train.epoch=2"]))
-
-
-@pytest.mark.parametrize("sweep", sorted((CONF_DIR.parent / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_sweep_point_composes(compose, sweep):
-    import itertools
-
-    import yaml
-
-    spec = yaml.safe_load(sweep.read_text())
-    assert "${args_no_hyphens}" in spec["command"] and spec["command"][2:4] == ["-m", "medqa.train"]
-    keys = list(spec["parameters"])
-    for values in itertools.product(*(spec["parameters"][k]["values"] for k in keys)):
-        settings_from_cfg(compose([f"{k}={v}" for k, v in zip(keys, values, strict=True)]))
