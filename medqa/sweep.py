@@ -12,6 +12,7 @@ A failed run is recorded (state, return code, last stderr lines) and the sweep g
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -122,7 +123,8 @@ def run_sweep(spec: SweepSpec, out_root: Path, count: int | None, extra: list[st
     folder = out_root.resolve() / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     folder.mkdir(parents=True, exist_ok=False)
     group = not sets_group(spec, extra)
-    total = min(n for n in (grid_size(spec), count) if n is not None)
+    size = grid_size(spec)
+    total = min(n for n in (size, count) if n is not None)  # for the progress bar; the engine says when to stop
     record = {
         "sweep_file": str(spec.path),
         "name": spec.name,
@@ -140,8 +142,8 @@ def run_sweep(spec: SweepSpec, out_root: Path, count: int | None, extra: list[st
     width = max(2, len(str(total - 1)))
     bar = tqdm(total=total, desc=f"sweep {spec.name}", unit="run", file=sys.stderr)
     try:
-        for index in range(total):
-            proposal = propose(spec, engine_runs)
+        for index in itertools.count():
+            proposal = propose(spec, engine_runs) if count is None or index < count else None
             if proposal is None:
                 break
             params, info = proposal

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from medqa.checks import ConfigError, checked_settings
@@ -95,10 +96,18 @@ def sweep_run(params: dict[str, Any], state: str, summary: dict | None = None, n
 
 
 def grid_size(spec: SweepSpec) -> int | None:
-    """How many runs a grid proposes (None for random/bayes, which go on until --count)."""
+    """How many runs a grid proposes, counted the way the engine expands it (None for random/bayes)."""
     if spec.method != "grid":
         return None
-    return len(list(itertools.product(*candidate_values(spec).values())))
+    size = 1
+    for conf in spec.filled["parameters"].values():
+        if "values" in conf:
+            size *= len(conf["values"])
+        elif conf.get("distribution") == "int_uniform":
+            size *= conf["max"] - conf["min"] + 1
+        elif conf.get("distribution") == "q_uniform":
+            size *= len(np.arange(conf["min"], conf["max"], conf["q"]))
+    return size
 
 
 def load_sweep(path: str | Path) -> SweepSpec:

@@ -18,6 +18,7 @@ from medqa.sweep import parse_args, prepare, run_sweep
 from medqa.sweep_spec import (
     build_command,
     check_composes,
+    grid_size,
     load_sweep,
     offline_command,
     propose,
@@ -69,6 +70,7 @@ def test_grid_proposals_are_the_cartesian_product_and_a_failed_run_is_not_repeat
         runs.append(sweep_run(params, state, {METRIC: 0.1 * len(seen)} if state == "finished" else {}))
         assert len(seen) <= 8
     assert sorted(seen) == sorted(itertools.product([0, 0.15, 0.33, 0.5], ["attn", "attn_mlp"]))
+    assert grid_size(spec) == 8
     assert runs[0].summary_metric(METRIC) == pytest.approx(0.1)  # the engine reads what was fed back
 
 
