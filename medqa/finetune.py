@@ -290,6 +290,9 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         summary["final_eval_loss"] = final["eval_loss"]
         summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]
         run.summary.update({"selected/step": selected["step"], "probes/divergence_count": len(recorder.alarms)})
+        # The kept adapter's eval, under one key: what sweeps optimise (sweeps/*.yaml metric), online and offline.
+        kept = {"selected/probe_quality": selected["probe_quality"], "selected/eval_loss": selected["eval_loss"]}
+        run.summary.update(kept)
         run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
         (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
         finished = True

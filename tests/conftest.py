@@ -100,26 +100,13 @@ def run_module():
 
 
 @pytest.fixture(scope="session")
-def compare_runs(smoke_run, compose_small, base_dir, tmp_path_factory):
-    """A folder of two tiny real runs with different settings, for the compare report: the smoke run (copied:
-    wikidoc 0.15, attn_mlp, greedy, adapter kept by quality) and one more (wikidoc 0.5, attn, greedy_rp13,
-    the last weights kept, in a W&B group with tags)."""
-    import shutil
-
-    from omegaconf import OmegaConf
-
-    from medqa.config import settings_from_cfg
-    from medqa.finetune import finetune
-
-    folder = tmp_path_factory.mktemp("compare") / "runs"
-    shutil.copytree(smoke_run[1], folder / "a_smoke", ignore=shutil.ignore_patterns("checkpoints"))
-    overrides = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48", "lora=attn", "data.mix.wikidoc=0.5"]
-    overrides += [
-        "decoding=greedy_rp13",
-        "train.select_by=last",
-        "tracking.group=compare-test",
-        "tracking.tags=[mix50,attn]",
-    ]
-    cfg = compose_small(overrides)
-    finetune(settings_from_cfg(cfg), folder / "b_attn_rp13", OmegaConf.to_container(cfg, resolve=True))
+def sweep_grid(base_dir, run_module, tmp_path_factory):
+    """sweeps/mix_x_targets_tiny.yaml (2x2: WikiDoc share x LoRA targets) run once through `python -m
+    medqa.sweep`: real training, W&B offline. Returns the sweep folder (sweep.json, run dirs 00..03); the
+    command's output is beside it in cli_output.txt."""
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), "--", *TEST_OVERRIDES)
+    (out / "cli_output.txt").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
     return folder

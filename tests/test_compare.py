@@ -24,9 +24,9 @@ PAYLOAD = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
 @pytest.fixture(scope="session")
-def run_folder(compare_runs) -> Path:
-    """A folder of run dirs (the sweep grid can take this fixture's place)."""
-    return compare_runs
+def run_folder(sweep_grid) -> Path:
+    """A folder of run dirs: the 2x2 tiny sweep grid that CI runs once (tests/conftest.py)."""
+    return sweep_grid
 
 
 def copy_runs(folder: Path, dest: Path) -> Path:
@@ -71,13 +71,18 @@ def test_rows_match_each_run_json_and_probe_file(run_folder):
             assert f"{flag}×{sum(flag in p['flags'] for p in at_kept)}" in row["flags"]
 
 
-def test_settings_and_wandb_group_of_the_compare_runs(compare_runs):
-    rows = {r["run"]: r for r in map(run_row, read_runs([compare_runs]))}
-    a, b = rows["a_smoke"], rows["b_attn_rp13"]
-    assert (a["wikidoc"], a["targets"], a["decoding"], a["epochs"]) == (0.15, "attn_mlp-r16", "greedy_max48", "6steps")
-    assert (b["wikidoc"], b["targets"], b["decoding"]) == (0.5, "attn-r16", "greedy_rp1.3_max48")
-    assert (b["group"], b["tags"]) == ("compare-test", ["mix50", "attn"])  # read back from the W&B run file
-    assert b["kept_step"] == 6  # train.select_by=last
+def test_rows_carry_each_sweep_runs_settings_group_and_tags(sweep_grid):
+    """Settings come from run.json, group and tags from each run's own W&B file; they match what the sweep set."""
+    rows = {r["run"]: r for r in map(run_row, read_runs([sweep_grid]))}
+    planned = json.loads((sweep_grid / "sweep.json").read_text())["runs"]
+    assert sorted(rows) == [Path(r["run_dir"]).name for r in planned]
+    for run in planned:
+        row, params = rows[Path(run["run_dir"]).name], run["params"]
+        assert row["wikidoc"] == params["data.mix.wikidoc"]
+        assert row["targets"] == f"{params['lora']}-r16" and row["epochs"] == "2steps"
+        assert row["decoding"] == "greedy_max16"
+        assert row["group"] == "mix_x_targets_tiny"  # read back from the W&B run file
+        assert f"lora={params['lora']}-r16" in row["tags"] and "decoding=greedy_max16" in row["tags"]
 
 
 def test_report_files(run_folder, tmp_path):

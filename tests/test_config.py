@@ -81,19 +81,6 @@ def test_added_unknown_key_names_it(compose):
         settings_from_cfg(compose(["+train.epoch=2"]))
 
 
-@pytest.mark.parametrize("sweep", sorted((CONF_DIR.parent / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_sweep_point_composes(compose, sweep):
-    import itertools
-
-    import yaml
-
-    spec = yaml.safe_load(sweep.read_text())
-    assert "${args_no_hyphens}" in spec["command"] and spec["command"][2:4] == ["-m", "medqa.train"]
-    keys = list(spec["parameters"])
-    for values in itertools.product(*(spec["parameters"][k]["values"] for k in keys)):
-        settings_from_cfg(compose([f"{k}={v}" for k, v in zip(keys, values, strict=True)]))
-
-
 def test_science_labels_name_what_changes_results_and_ignore_speed_levers(compose):
     from medqa.tracking import science_labels
 
