@@ -141,7 +141,7 @@ def test_the_command_line_as_a_user_types_it(run_module, tmp_path):
     [
         ("missing_path", "{folder}/nope: no such file or folder"),
         ("empty_folder", "{folder}/empty: no run.json in it or below"),
-        ("missing_keys", "{run}/run.json: missing key(s) settings.lora.target_modules, evals"),
+        ("missing_keys", "{run}/run.json: missing key(s) settings.lora.target_modules, settings.lora.r, evals"),
         ("bad_probes", "{run}/probes.jsonl:{n}: not a JSON line"),
         ("no_probes", "{run}/probes.jsonl: no such file"),
     ],
