@@ -136,7 +136,7 @@ def test_wandb_offline_run_reads_back(smoke_run):
     # Tags carry the scientific settings (and only those), the same labels as run.json's.
     labels = json.loads((Path(summary["run_dir"]) / "run.json").read_text())["labels"]
     assert run["tags"] == [f"{k}={v}" for k, v in labels.items()]
-    assert {"lora=attn_mlp-r16", "length=6steps", "n=160", "decoding=greedy"} <= set(run["tags"])
+    assert {"lora=attn_mlp-r16", "length=6steps", "n=160", "decoding=greedy_max48"} <= set(run["tags"])
 
 
 def test_refuses_a_run_dir_that_holds_a_run(smoke_run, compose_small):
