@@ -17,6 +17,19 @@ def test_gpu_preset_composes_with_its_levers(compose):
     assert train.per_device_batch * train.grad_accum == 16  # the seed's 4 x 4 examples per step
 
 
+def test_gpu_preset_sets_fast_probes_whatever_the_decoding_preset(compose):
+    """train=gpu also sets how probes are computed (static cache, LoRA folded); the decoding preset still
+    decides what is decoded, and a command-line override still wins."""
+    from medqa.config import settings_from_cfg
+
+    rp13 = settings_from_cfg(compose(["train=gpu", "decoding=greedy_rp13"])).decoding
+    assert (rp13.cache_implementation, rp13.merge_adapter, rp13.repetition_penalty) == ("static", True, 1.3)
+    off = settings_from_cfg(compose(["train=gpu", "decoding.merge_adapter=false"])).decoding
+    assert (off.cache_implementation, off.merge_adapter) == ("static", False)
+    cpu = settings_from_cfg(compose(["decoding=greedy_rp13"])).decoding
+    assert (cpu.cache_implementation, cpu.merge_adapter) == (None, False)  # the CPU default is unchanged
+
+
 def test_seed_batch_and_every_lever_override_compose(compose):
     from medqa.config import settings_from_cfg
 
