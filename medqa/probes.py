@@ -149,8 +149,14 @@ class ProbeRecorder:
             "greedy": not self.config.do_sample,
             "repeat_identical": all(repeat),
             "batched_vs_single_identical": all(batching),
-            "identical": all(repeat) and all(batching),
-            "mismatched_probes": [p.id for p, r, b in zip(self.probes, repeat, batching, strict=True) if not (r and b)],
+            # Seeded sampling repeats exactly, but a batch of one draws other random numbers than a batch of
+            # five: for sampling only the repeat must match.
+            "identical": all(repeat) and (all(batching) or bool(self.config.do_sample)),
+            "mismatched_probes": [
+                p.id
+                for p, r, b in zip(self.probes, repeat, batching, strict=True)
+                if not (r and (b or self.config.do_sample))
+            ],
         }
         self.run.summary.update(
             {

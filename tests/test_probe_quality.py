@@ -54,6 +54,20 @@ def test_recorder_scores_alarms_and_checks_determinism(compose_small, base_dir, 
     assert offline["summary"]["probes/deterministic_repeat"] is True
 
 
+def test_seeded_sampling_passes_the_determinism_check(compose_small, base_dir, tmp_path):
+    """Sampling draws other numbers for a batch of one than for a batch of five, so only the repeat must be
+    identical; a run decoded with `decoding=sample` is not flagged nondeterministic for that."""
+    settings = settings_from_cfg(compose_small(["decoding=sample", "decoding.max_new_tokens=24"]))
+    model, tokenizer, _ = load_base(settings.model, settings.quant)
+    run = start_run(TrackingSettings(mode="disabled"), tmp_path, {})
+    config = generation_config(settings.decoding, tokenizer)
+    recorder = ProbeRecorder(settings.probes, settings.data.system_prompt, config, tmp_path / "p.jsonl", run, seed=7)
+    determinism = recorder.check_determinism(model, tokenizer)
+    assert not determinism["greedy"] and determinism["repeat_identical"]
+    assert not determinism["batched_vs_single_identical"]  # what used to raise the flag
+    assert determinism["identical"] and determinism["mismatched_probes"] == [], determinism
+
+
 def test_bad_select_by_fails_before_anything_loads(compose, tmp_path):
     settings = settings_from_cfg(compose(["train.select_by=best", "tracking=none"]))
     with pytest.raises(ValueError, match=r"train.select_by='best'"):
