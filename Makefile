@@ -1,13 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    venv + install + the main job on the embedded default (offline, CPU)
-#   make test   venv + install + the test suite (what CI runs)
+#   make test   venv + install (+ Debian chromium for the report's browser test) + the test suite (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup run test lint slow browser
 
-setup: $(VENV)/.installed browser
+setup: $(VENV)/.installed
 
 # The compare report's browser test needs Debian's chromium: installed here when missing and we are root.
 browser:
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(PY) -m medqa.train $(ARGS)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
