@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from medqa.checks import ConfigError
-from medqa.tracking import science_labels
+from medqa.labels import science_labels
 
 # What a run dir's run.json must hold for a row of the report (dotted paths).
 REQUIRED_KEYS = (

@@ -13,6 +13,7 @@ from medqa.checks import validate_settings
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import generation_is_collective, is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
+from medqa.labels import as_tags, science_labels
 from medqa.lexicon import corpus_words
 from medqa.modeling import (
     LoraSettings,
@@ -29,7 +30,7 @@ from medqa.quality import SELECT_RULES, QualitySettings
 from medqa.redact import redact
 from medqa.report import plot_run
 from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
-from medqa.tracking import TrackingSettings, science_labels, science_tags, start_run, wandb_run_dir
+from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
 
 # Files that mean a folder already holds a run: never written into twice.
 RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
@@ -199,7 +200,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
 
     run_id = previous_wandb_id(run_dir) if resume_from else None  # the same W&B run continues
     # Runs of one sweep or experiment share a group (tracking.group) and tags from their scientific settings.
-    tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *science_tags(asdict(settings))])
+    labels = science_labels(asdict(settings))
+    tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *as_tags(labels)])
     run = start_run(tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
     finished = False
     try:
@@ -281,7 +283,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
             "train_seconds": round(train_seconds, 1),  # training with its evals and probes
             "seconds": round(time.time() - started, 1),  # the whole run, base model build included
-            "labels": science_labels(asdict(settings)),
+            "labels": labels,
             "settings": redact(asdict(settings)),
             "versions": _versions(),
         }

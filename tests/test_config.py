@@ -37,7 +37,7 @@ def test_experiment_preset_composes(compose, name):
 
 @pytest.mark.parametrize("week", ["week3", "week4", "week4_fix"])
 def test_tiny_preset_keeps_its_weeks_science_on_the_embedded_default(compose, week):
-    from medqa.tracking import science_labels
+    from medqa.labels import science_labels
 
     real, tiny = (settings_from_cfg(compose([f"experiment={name}"])) for name in (week, f"{week}_tiny"))
     real_labels, tiny_labels = science_labels(asdict(real)), science_labels(asdict(tiny))
@@ -82,7 +82,7 @@ def test_added_unknown_key_names_it(compose):
 
 
 def test_science_labels_name_what_changes_results_and_ignore_speed_levers(compose):
-    from medqa.tracking import science_labels
+    from medqa.labels import science_labels
 
     def labels(*overrides):
         return science_labels(asdict(settings_from_cfg(compose(list(overrides)))))
