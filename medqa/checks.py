@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import re
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,18 @@ QUANT_TYPES = {"nf4", "fp4"}
 
 class ConfigError(ValueError):
     """A bad input; the message names the key, the bad value and what is allowed."""
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON-lines file; a line that is not JSON is a
+    ConfigError naming the file and the line."""
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{n}: not a JSON line ({err.msg})") from None
 
 
 class RunWriteError(OSError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from medqa.checks import ConfigError
+from medqa.checks import ConfigError, json_lines
 from medqa.labels import science_labels
 
 # What a run dir's run.json must hold for a row of the report (dotted paths).
@@ -139,13 +139,7 @@ def read_run(path: Path, label: str, read_wandb: bool = True) -> Run:
     if not probes_file.is_file():
         raise ConfigError(f"{probes_file}: no such file (every medqa.train run writes its probe answers there)")
     rows: dict[tuple[int, str], dict] = {}
-    for n, line in enumerate(probes_file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{probes_file}:{n}: not a JSON line ({err.msg})") from None
+    for n, row in json_lines(probes_file):
         lacking = [k for k in PROBE_KEYS if not isinstance(row, dict) or k not in row]
         if lacking:
             raise ConfigError(f"{probes_file}:{n}: missing key(s) {', '.join(lacking)}")

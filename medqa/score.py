@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from medqa.checks import json_lines
 from medqa.lexicon import corpus_words, words
 from medqa.probe_specs import PROBES_DIR, Probe, load_probe_set
 from medqa.quality import QualitySettings, score_answer
@@ -47,13 +48,7 @@ def read_answers(path: Path, probes: list[Probe]) -> list[tuple[dict, Probe | No
     by_id = {p.id: p for p in probes}
     by_text = {" ".join(words(p.question)): p for p in probes}
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not a JSON line ({err.msg})") from err
+    for n, row in json_lines(path):  # a line that is not JSON: ConfigError (a ValueError) naming it
         if not isinstance(row, dict) or not isinstance(row.get("answer"), str):
             raise ValueError(f'{path}:{n}: needs an "answer" string')
         stopped = row.get("stopped", row.get("stopped_eos"))
