@@ -27,11 +27,12 @@ case $stage in
     tail -6 "$out/probe.log" ;;
   e2e)
     # train=gpu also compiles the probes' decode step: ~100 s once at step 0, so allow the tiny run ~4 min.
-    python3 -m medqa.train train=gpu hydra.run.dir=/tmp/e2e-tiny > "$out/e2e-tiny.log" 2>&1
+    # E2E_ARGS: more overrides for both runs (e.g. a lever measured in the same session).
+    python3 -m medqa.train train=gpu ${E2E_ARGS:-} hydra.run.dir=/tmp/e2e-tiny > "$out/e2e-tiny.log" 2>&1
     tail -12 "$out/e2e-tiny.log"
     python3 -c "import sys; sys.path.insert(0, 'benchmarks'); import common, pathlib; \
 common.random_checkpoint('llama32_3b', pathlib.Path('/tmp/medqa-bench'))"
-    python3 -m medqa.train model=llama32_3b model.name_or_path=/tmp/medqa-bench/llama32_3b train=gpu \
+    python3 -m medqa.train model=llama32_3b model.name_or_path=/tmp/medqa-bench/llama32_3b train=gpu ${E2E_ARGS:-} \
       train.max_steps=8 train.eval_steps=4 train.save_steps=8 train.warmup_steps=2 \
       hydra.run.dir=/tmp/e2e-3b > "$out/e2e-3b.log" 2>&1
     tail -12 "$out/e2e-3b.log"

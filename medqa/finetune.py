@@ -59,6 +59,7 @@ class TrainSettings:
     padding_free: bool = False  # each batch flattened into one row with position ids: no pad tokens computed
     attn_implementation: str | None = None  # the attention kernel while training (e.g. flex_attention); None: model's
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
+    fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     torch_compile: bool = False
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
@@ -158,7 +159,7 @@ def build_trainer(
     args = sft_config(train, output_dir, report_to, evaluate=eval_ds is not None)
     if sft_overrides:
         args = dataclasses.replace(args, **sft_overrides)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -167,6 +168,11 @@ def build_trainer(
         peft_config=lora_config(lora),
         callbacks=callbacks or [],
     )
+    if train.fused_lora:
+        from medqa.fused_lora import fuse_lora_layers
+
+        fuse_lora_layers(trainer.model)
+    return trainer
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:

@@ -1,0 +1,105 @@
+"""`train.fused_lora` computes the same function as PEFT's LoRA layers, with the same gradients, on the tiny
+model (fp32 on CPU, full precision and 4-bit base); the speed it buys on a GPU is in benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+
+def _lora_model(settings, quant=None, dropout: float = 0.1):
+    from peft import get_peft_model
+
+    from medqa.modeling import load_base, lora_config
+
+    model, tokenizer, _ = load_base(settings.model, quant or settings.quant)
+    lora = dataclasses.replace(settings.lora, dropout=dropout, target_modules=settings.lora.target_modules)
+    model = get_peft_model(model, lora_config(lora))
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():  # PEFT starts B at zero: A's gradient would be zero too
+        if "lora_B" in name:
+            param.data.normal_(0, 0.02)
+    return model, tokenizer
+
+
+def _loss_and_grads(model, batch, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    loss = model(**batch).loss
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
+def _batch(tokenizer):
+    texts = ["Iron deficiency anemia is treated with oral iron.", "Malaria is treated with artemisinin."]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    return batch
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_branch_matches_peft_loss_and_every_gradient(compose_small, base_dir, dropout):
+    from medqa.config import settings_from_cfg
+    from medqa.fused_lora import fuse_lora_layers
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model, tokenizer = _lora_model(settings, dropout=dropout)
+    batch = _batch(tokenizer)
+    loss_peft, grads_peft = _loss_and_grads(model, batch, seed=7)
+    fused = fuse_lora_layers(model)
+    assert fused == 7 * model.config.num_hidden_layers
+    loss_fused, grads_fused = _loss_and_grads(model, batch, seed=7)
+
+    assert loss_fused == pytest.approx(loss_peft.item(), rel=1e-5)
+    assert grads_fused.keys() == grads_peft.keys() and len(grads_peft) == 2 * fused
+    for name, grad in grads_peft.items():
+        assert grad.abs().sum() > 0, name  # a gradient that is zero everywhere would compare equal trivially
+        torch.testing.assert_close(grads_fused[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # Dropout draws differ from seed to seed: with p > 0 another seed gives another loss (the masks are live).
+    if dropout:
+        assert _loss_and_grads(model, batch, seed=8)[0] != loss_fused
+
+
+def test_adapter_off_and_eval_mode_fall_back_to_the_plain_paths(compose_small, base_dir):
+    from medqa.config import settings_from_cfg
+    from medqa.fused_lora import fuse_lora_layers
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model, tokenizer = _lora_model(settings)
+    batch = {k: v for k, v in _batch(tokenizer).items() if k != "labels"}
+    model.eval()
+    with torch.no_grad():
+        with model.disable_adapter():
+            base_logits = model(**batch).logits
+        adapted = model(**batch).logits
+        fuse_lora_layers(model)
+        with model.disable_adapter():
+            torch.testing.assert_close(model(**batch).logits, base_logits, rtol=0, atol=0)
+        torch.testing.assert_close(model(**batch).logits, adapted, rtol=1e-5, atol=1e-5)  # eval: no dropout
+    assert not torch.equal(adapted, base_logits)
+
+
+def test_fused_training_follows_the_same_losses(compose_small, base_dir, tmp_path):
+    """Four optimizer steps through medqa's trainer, fused and not, from the same seed: the same loss curve."""
+    from datasets import Dataset
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import build_trainer
+    from medqa.modeling import load_base
+
+    settings = settings_from_cfg(compose_small(["train=smoke", "lora=attn_mlp", "lora.dropout=0.1"]))
+    rows = [{"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day."} for i in range(16)]
+    losses = {}
+    for fused in (False, True):
+        train = dataclasses.replace(settings.train, fused_lora=fused, max_steps=4, logging_steps=1)
+        model, tokenizer, _ = load_base(settings.model, settings.quant)
+        trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora,
+                                tmp_path / str(fused), "none")  # fmt: skip
+        trainer.train()
+        losses[fused] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses[True]) == 4 and losses[True][0] != losses[True][-1]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
