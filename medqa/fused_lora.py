@@ -95,4 +95,3 @@ def fuse_lora_layers(model: torch.nn.Module) -> int:
             module.forward = types.MethodType(_fused_forward, module)
             count += 1
     return count
-
