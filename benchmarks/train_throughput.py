@@ -172,6 +172,10 @@ def _cpu(settings):
     )
 
 
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
 def print_table(results: list[dict]) -> None:
     base = next((r for r in results if r.get("row") == "a" and "tokens_per_s" in r), None)
     print(f"\n{'row':<16}{'tok/s':>9}{'x (a)':>8}{'MFU':>8}{'peak GiB':>10}{'s/step':>8}{'tok/step':>10}")
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench")))
     parser.add_argument("--json", type=Path, help="write all results here")
     parser.add_argument("--profile", type=Path, help="also profile 2 steps a row; tables go to PROFILE/<row>.txt")
+    parser.add_argument("--row-timeout", type=float, default=300, help="seconds before a row is stopped")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = parser.parse_args(argv)
 
@@ -216,13 +221,18 @@ def main(argv: list[str] | None = None) -> None:
         cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
         cmd += ["--profile", str(args.profile)] if args.profile else []
         started = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)
+            stdout, stderr, late = proc.stdout, proc.stderr, ""
+        except subprocess.TimeoutExpired as err:  # a row that hangs or crawls is recorded, the table goes on
+            stdout, stderr = _text(err.stdout), _text(err.stderr)
+            late = f"did not finish in {args.row_timeout} s; last output: "
+        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
         if line:
             result = json.loads(line[len("RESULT ") :])
         else:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            result = {"row": name, "overrides": ROWS[name], "error": " | ".join(tail)[-300:]}
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            result = {"row": name, "overrides": ROWS[name], "error": late + " | ".join(tail)[-300:]}
         result["wall_s"] = round(time.time() - started, 1)
         print(json.dumps(result), flush=True)
         results.append(result)

@@ -28,25 +28,28 @@ class _LoraBranch(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, base_out, x, weight_a, weight_b, scale: float, p: float):
-        dtype = base_out.dtype
-        features = x.shape[-1]
-        x2 = x.reshape(-1, features).to(dtype)
-        a, b = weight_a.to(dtype), weight_b.to(dtype)
-        if p > 0:
-            xd, mask = torch.native_dropout(x2, p, True)
-        else:
-            xd, mask = x2, None
-        t = xd @ a.t()
-        out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]), t, b.t(), alpha=scale)
+        # The branch computes in autocast's dtype when autocast is on (bf16 training; QLoRA's 4-bit base may
+        # return fp32), else in the base output's dtype; the result has the base output's dtype, as in PEFT.
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else base_out.dtype
+        with torch.autocast(device, enabled=False):
+            x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+            a, b = weight_a.to(dtype), weight_b.to(dtype)
+            if p > 0:
+                xd, mask = torch.native_dropout(x2, p, True)
+            else:
+                xd, mask = x2, None
+            t = xd @ a.t()
+            out = torch.addmm(base_out.reshape(-1, base_out.shape[-1]).to(dtype), t, b.t(), alpha=scale)
         ctx.save_for_backward(xd, t, a, b, mask)
         ctx.scale, ctx.p, ctx.x_shape, ctx.x_dtype = scale, p, x.shape, x.dtype
         ctx.weight_dtypes = (weight_a.dtype, weight_b.dtype)
-        return out.view(base_out.shape)
+        return out.view(base_out.shape).to(base_out.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
         xd, t, a, b, mask = ctx.saved_tensors
-        g = grad_out.reshape(-1, grad_out.shape[-1])
+        g = grad_out.reshape(-1, grad_out.shape[-1]).to(a.dtype)
         g_b = (g @ b).mul_(ctx.scale)  # (tokens, r): small
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[1]:

@@ -24,11 +24,12 @@ def _lora_model(settings, quant=None, dropout: float = 0.1):
     return model, tokenizer
 
 
-def _loss_and_grads(model, batch, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _loss_and_grads(model, batch, seed: int, autocast: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.train()
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    loss = model(**batch).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(**batch).loss
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return loss.detach(), grads
@@ -103,3 +104,23 @@ def test_fused_training_follows_the_same_losses(compose_small, base_dir, tmp_pat
         losses[fused] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses[True]) == 4 and losses[True][0] != losses[True][-1]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
+
+
+def test_under_bf16_autocast_the_branch_computes_in_bf16_and_keeps_fp32_gradients(compose_small, base_dir):
+    """As in bf16 training on a GPU (fp32 adapter weights, bf16 matmuls): the same loss and gradients as PEFT
+    up to bf16 rounding, gradients in the parameters' fp32."""
+    from medqa.config import settings_from_cfg
+    from medqa.fused_lora import fuse_lora_layers
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model, tokenizer = _lora_model(settings, dropout=0.1)
+    batch = _batch(tokenizer)
+    loss_peft, grads_peft = _loss_and_grads(model, batch, seed=7, autocast=True)
+    fuse_lora_layers(model)
+    loss_fused, grads_fused = _loss_and_grads(model, batch, seed=7, autocast=True)
+    assert loss_fused == pytest.approx(loss_peft.item(), rel=1e-2)
+    for name, grad in grads_peft.items():
+        assert grads_fused[name].dtype == torch.float32
+        cosine = torch.nn.functional.cosine_similarity(grads_fused[name].flatten(), grad.flatten(), dim=0)
+        ratio = grads_fused[name].norm() / grad.norm()
+        assert cosine > 0.95 and 0.9 < ratio < 1.1, (name, cosine.item(), ratio.item())  # bf16: ~3 digits
