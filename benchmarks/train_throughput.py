@@ -44,18 +44,15 @@ ROWS = {
     "b_b64": [*GPU, "train.per_device_batch=64"],
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
-    "b_fused": [*GPU, "train.fused_lora=true"],  # each LoRA projection one autograd node in bf16 (medqa.fused_lora)
-    "b_fused_b32": [*GPU, "train.fused_lora=true", "train.per_device_batch=32"],
-    "b_fused_nodrop": [*GPU, "train.fused_lora=true", "lora.dropout=0.0"],
-    "b_fused_liger_norm": [*GPU, "train.fused_lora=true"],  # + ROW_SFT's Liger RMSNorm/SwiGLU
-    "c_fused": [*GPU, "quant=nf4", "train.fused_lora=true"],
+    "b_peft": [*GPU, "train.fused_lora=false"],  # PEFT's own LoRA forward (b before medqa.fused_lora)
+    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false"],
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip
 # Levers that are SFTConfig fields without a medqa setting (yet): passed to build_trainer as they are.
 LIGER_NORM = {"rope": False, "rms_norm": True, "swiglu": True, "cross_entropy": False}
 LIGER_NORM["fused_linear_cross_entropy"] = False
 LIGER_ROW = {"use_liger_kernel": True, "liger_kernel_config": LIGER_NORM}
-ROW_SFT = {"b_liger_norm": LIGER_ROW, "b_fused_liger_norm": LIGER_ROW}
+ROW_SFT = {"b_liger_norm": LIGER_ROW}
 
 
 def run_row(

@@ -13,7 +13,7 @@ def test_gpu_preset_composes_with_its_levers(compose):
 
     train = settings_from_cfg(compose(["train=gpu", "model=llama32_3b"])).train
     assert train.padding_free and not train.gradient_checkpointing
-    assert train.attn_implementation == "flex_attention" and train.precision == "bf16"
+    assert train.attn_implementation == "flex_attention" and train.precision == "bf16" and train.fused_lora
     assert train.per_device_batch * train.grad_accum == 16  # the seed's 4 x 4 examples per step
 
 
