@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 case $stage in
   train)   # ROWS=a,b,... PROFILE=1: also 2 profiled steps a row (tables in $out/profile/)
-    python3 benchmarks/train_throughput.py --rows "${ROWS:-a,b,c,b_b32}" --steps 6 --warmup 3 \
+    python3 benchmarks/train_throughput.py --rows "${ROWS:-a,b_peft,b,c}" --steps 6 --warmup 3 --row-timeout "${ROW_TIMEOUT:-300}" \
       ${PROFILE:+--profile "$out/profile"} --json "$out/train.json" > "$out/train.log" 2>&1
     tail -8 "$out/train.log" ;;
   probe)
