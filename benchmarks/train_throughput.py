@@ -44,6 +44,7 @@ ROWS = {
     "b_b64": [*GPU, "train.per_device_batch=64"],
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
+    "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
     "b_peft": [*GPU, "train.fused_lora=false"],  # PEFT's own LoRA forward (b before medqa.fused_lora)
     "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false"],
     "a_qlora": [*SEED, "quant=nf4"],

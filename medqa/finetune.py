@@ -61,6 +61,7 @@ class TrainSettings:
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     torch_compile: bool = False
+    compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes): fuses elementwise ops
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
     resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.resume)
@@ -172,7 +173,22 @@ def build_trainer(
         from medqa.fused_lora import fuse_lora_layers
 
         fuse_lora_layers(trainer.model)
+    if train.compile_layers:
+        compile_decoder_layers(trainer.model)
     return trainer
+
+
+def compile_decoder_layers(model) -> int:
+    """`torch.compile` every decoder layer in place, with dynamic shapes (padding-free batches change length every
+    step): one graph shared by all layers, parameter names and checkpoints unchanged. Returns how many."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kinds = set(getattr(base, "_no_split_modules", None) or [])
+    layers = [m for m in base.modules() if type(m).__name__ in kinds]
+    if not layers:
+        raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
