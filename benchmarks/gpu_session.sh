@@ -3,9 +3,10 @@
 #   bash benchmarks/gpu_session.sh train   # rows a, b, c (+ levers in ROWS=...), ~5 min on an H100
 #   bash benchmarks/gpu_session.sh probe   # probe eval: dynamic vs static KV cache, compiled or not
 #   bash benchmarks/gpu_session.sh e2e     # python -m medqa.train end to end: tiny default and the 3B shape
+#   bash benchmarks/gpu_session.sh learn   # does each lever still train the adapter? (tiny model, ~3 min)
 # Results go to $OUT (or ./gpu-out): JSON, logs and the e2e runs' run.json / probes.jsonl.
 set -uo pipefail
-stage=${1:?train, probe or e2e}
+stage=${1:?train, probe, e2e or learn}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
@@ -40,5 +41,8 @@ common.random_checkpoint('llama32_3b', pathlib.Path('/tmp/medqa-bench'))"
       cp "/tmp/e2e-$run/run.json" "$out/e2e-$run-run.json" 2>/dev/null
       cp "/tmp/e2e-$run/probes.jsonl" "$out/e2e-$run-probes.jsonl" 2>/dev/null
     done ;;
-  *) echo "unknown stage $stage (train, probe or e2e)"; exit 2 ;;
+  learn)
+    python3 benchmarks/levers_learn.py > "$out/learn.log" 2>&1
+    grep -v "it/s" "$out/learn.log" | tail -6 ;;
+  *) echo "unknown stage $stage (train, probe, e2e or learn)"; exit 2 ;;
 esac

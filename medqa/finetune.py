@@ -299,7 +299,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "selected": selected,
             "divergence": recorder.alarms,
             "determinism": determinism,
-            "flags": [] if determinism["identical"] else ["nondeterministic_probes"],
+            "flags": run_flags(determinism, trainer.model),
             "global_step": trainer.state.global_step,
             "world_size": world,
             "global_batch": global_batch,  # per_device_batch x grad_accum x world_size
@@ -323,6 +323,16 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         return summary
     finally:
         run.finish(exit_code=0 if finished else 1)  # a crashed run is marked failed, and a multirun goes on
+
+
+def run_flags(determinism: dict, model) -> list[str]:
+    """What a reader must know before trusting the run: probes that differ batched vs one by one, and an
+    adapter that learned nothing (every LoRA B still at its zero start: no gradient reached it)."""
+    flags = [] if determinism["identical"] else ["nondeterministic_probes"]
+    b_weights = [p for name, p in model.named_parameters() if "lora_B" in name]
+    if b_weights and all(not p.detach().any() for p in b_weights):
+        flags.append("adapter_unchanged")
+    return flags
 
 
 def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:

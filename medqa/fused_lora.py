@@ -83,7 +83,19 @@ def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     dropout = self.lora_dropout[name]
     p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and dropout.training else 0.0
     base_out = self.base_layer(x)
-    return _LoraBranch.apply(base_out, x, self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name], p)
+    weight_a, weight_b, scale = self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name]
+    if torch.compiler.is_compiling():
+        return _traced_branch(base_out, x, weight_a, weight_b, scale, p)
+    return _LoraBranch.apply(base_out, x, weight_a, weight_b, scale, p)
+
+
+def _traced_branch(base_out, x, weight_a, weight_b, scale: float, p: float) -> torch.Tensor:
+    """The same function in plain differentiable ops, for a layer under torch.compile (train.compile_layers):
+    inductor fuses the elementwise work itself. (On an H100 the autograd.Function traced by dynamo inside a
+    compiled layer trained nothing: the LoRA B weights stayed zero; on CPU it trained. benchmarks/RESULTS.md.)"""
+    dtype = base_out.dtype
+    xd = torch.nn.functional.dropout(x.to(dtype), p, training=p > 0)
+    return base_out + (xd @ weight_a.to(dtype).t()) @ weight_b.to(dtype).t() * scale
 
 
 def fuse_lora_layers(model: torch.nn.Module) -> int:

@@ -124,3 +124,48 @@ def test_under_bf16_autocast_the_branch_computes_in_bf16_and_keeps_fp32_gradient
         cosine = torch.nn.functional.cosine_similarity(grads_fused[name].flatten(), grad.flatten(), dim=0)
         ratio = grads_fused[name].norm() / grad.norm()
         assert cosine > 0.95 and 0.9 < ratio < 1.1, (name, cosine.item(), ratio.item())  # bf16: ~3 digits
+
+
+def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, tmp_path):
+    """train.compile_layers (each decoder layer under torch.compile, dynamic shapes) on top of the fused branch:
+    the same loss curve as eager and LoRA B weights that moved from their zero start. (On CPU; the H100 check
+    is benchmarks/levers_learn.py.)"""
+    from datasets import Dataset
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import build_trainer
+    from medqa.modeling import load_base
+
+    overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.padding_free=true"]
+    settings = settings_from_cfg(compose_small(overrides))
+    rows = [
+        {"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day." * (1 + i % 3)} for i in range(16)
+    ]
+    losses, moved = {}, {}
+    for compiled in (False, True):
+        train = dataclasses.replace(settings.train, compile_layers=compiled, max_steps=4, logging_steps=1)
+        model, tokenizer, _ = load_base(settings.model, settings.quant)
+        trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora,
+                                tmp_path / str(compiled), "none")  # fmt: skip
+        trainer.train()
+        losses[compiled] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        moved[compiled] = sum(p.abs().sum().item() for n, p in trainer.model.named_parameters() if "lora_B" in n)
+    assert moved[True] > 0 and moved[True] == pytest.approx(moved[False], rel=1e-2)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3), losses
+
+
+def test_an_adapter_that_learned_nothing_is_flagged(compose_small, base_dir):
+    """run.json's flags say `adapter_unchanged` when every LoRA B is still at its zero start (no gradient reached
+    the adapter: what a broken speed lever looks like), and nothing when B moved."""
+    from peft import get_peft_model
+
+    from medqa.config import settings_from_cfg
+    from medqa.finetune import run_flags
+    from medqa.modeling import load_base, lora_config
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model = get_peft_model(load_base(settings.model, settings.quant)[0], lora_config(settings.lora))
+    assert run_flags({"identical": True}, model) == ["adapter_unchanged"]
+    assert run_flags({"identical": False}, model) == ["nondeterministic_probes", "adapter_unchanged"]
+    next(p for n, p in model.named_parameters() if "lora_B" in n).data[0, 0] = 1e-3
+    assert run_flags({"identical": True}, model) == []

@@ -1,0 +1,74 @@
+"""Does each training lever still learn? Trains the embedded tiny model for a few steps with `train=gpu` and
+each variant, and prints the loss curve, how far the LoRA B weights moved from their zero start, peak memory
+and time. A lever that is fast because no gradient reaches the adapter shows |B| = 0 here. Run it before
+timing a new lever (benchmarks/RESULTS.md, 2026-11-27 third session: compile_layers with the fused branch).
+
+    python benchmarks/levers_learn.py                    # on the GPU machine (benchmarks/gpu_session.sh learn)
+    python benchmarks/levers_learn.py --preset cpu       # a try-out on CPU (train=cpu levers)"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+VARIANTS = {
+    "fused": {"fused_lora": True},
+    "peft": {"fused_lora": False},
+    "fused + compile_layers": {"fused_lora": True, "compile_layers": True},
+    "peft + compile_layers": {"fused_lora": False, "compile_layers": True},
+}
+
+
+def run_variant(settings, changes: dict, steps: int, out: str) -> dict:
+    import torch
+    from datasets import Dataset
+
+    from medqa.finetune import build_trainer
+    from medqa.modeling import load_base
+
+    answer = "Question {i}: what treats anemia? Answer: oral iron, {n} times a day. "
+    rows = [{"text": answer.format(i=i, n=i % 3 + 1) * (1 + i % 5)} for i in range(400)]
+    model, tokenizer, _ = load_base(settings.model, settings.quant, settings.train.attn_implementation)
+    train = dataclasses.replace(settings.train, max_steps=steps, logging_steps=3, warmup_steps=1, **changes)
+    trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora, out, "none")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.time()
+    trainer.train()
+    moved = sum(p.detach().abs().sum().item() for n, p in trainer.model.named_parameters() if "lora_B" in n)
+    return {
+        "losses": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
+        "sum_abs_lora_B": round(moved, 3),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="gpu", choices=["gpu", "cpu"], help="the train preset the levers modify")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    args = parser.parse_args(argv)
+    from medqa.config import compose_config, settings_from_cfg
+
+    settings = settings_from_cfg(compose_config([f"train={args.preset}", "lora=attn_mlp", "tracking=none"]))
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    print(f"{'variant':<26}{'learns':>8}{'sum|B|':>10}{'peak GiB':>10}{'s':>7}  losses every 3 steps")
+    for i, name in enumerate(names):
+        r = run_variant(settings, VARIANTS[name], args.steps, f"/tmp/medqa-levers/{i}")
+        learns = "yes" if r["sum_abs_lora_B"] > 0 and r["losses"][-1] < r["losses"][0] else "NO"
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+        print(
+            f"{name:<26}{learns:>8}{r['sum_abs_lora_B']:>10.3f}{peak:>10}{r['seconds']:>7.1f}  {r['losses']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
