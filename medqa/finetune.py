@@ -174,21 +174,10 @@ def build_trainer(
 
         fuse_lora_layers(trainer.model)
     if train.compile_layers:
+        from medqa.modeling import compile_decoder_layers
+
         compile_decoder_layers(trainer.model)
     return trainer
-
-
-def compile_decoder_layers(model) -> int:
-    """`torch.compile` every decoder layer in place, with dynamic shapes (padding-free batches change length every
-    step): one graph shared by all layers, parameter names and checkpoints unchanged. Returns how many."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kinds = set(getattr(base, "_no_split_modules", None) or [])
-    layers = [m for m in base.modules() if type(m).__name__ in kinds]
-    if not layers:
-        raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")
-    for layer in layers:
-        layer.compile(dynamic=True)
-    return len(layers)
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:

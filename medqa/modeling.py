@@ -158,3 +158,16 @@ def adapter_report(adapter_dir: Path) -> dict:
     if offending:
         raise RuntimeError(f"{weights} holds {len(offending)} embedding/lm_head tensors, e.g. {offending[0]}")
     return {"adapter_bytes": weights.stat().st_size, "adapter_tensors": len(keys)}
+
+
+def compile_decoder_layers(model) -> int:
+    """`torch.compile` every decoder layer in place, with dynamic shapes (padding-free batches change length every
+    step): one graph shared by all layers, parameter names and checkpoints unchanged. Returns how many."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kinds = set(getattr(base, "_no_split_modules", None) or [])
+    layers = [m for m in base.modules() if type(m).__name__ in kinds]
+    if not layers:
+        raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
