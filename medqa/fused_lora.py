@@ -92,7 +92,8 @@ def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
 def _traced_branch(base_out, x, weight_a, weight_b, scale: float, p: float) -> torch.Tensor:
     """The same function in plain differentiable ops, for a layer under torch.compile (train.compile_layers):
     inductor fuses the elementwise work itself. (On an H100 the autograd.Function traced by dynamo inside a
-    compiled layer trained nothing: the LoRA B weights stayed zero; on CPU it trained. benchmarks/RESULTS.md.)"""
+    compiled layer with flex attention trained nothing: the LoRA B weights stayed zero, as in
+    pytorch/pytorch#159299 where `ctx.needs_input_grad` reads False; on CPU it trained. benchmarks/RESULTS.md.)"""
     dtype = base_out.dtype
     xd = torch.nn.functional.dropout(x.to(dtype), p, training=p > 0)
     return base_out + (xd @ weight_a.to(dtype).t()) @ weight_b.to(dtype).t() * scale
