@@ -25,7 +25,7 @@ def run_variant(settings, changes: dict, steps: int, out: str) -> dict:
     from datasets import Dataset
 
     from medqa.finetune import build_trainer
-    from medqa.modeling import load_base
+    from medqa.modeling import load_base, lora_b_movement
 
     answer = "Question {i}: what treats anemia? Answer: oral iron, {n} times a day. "
     rows = [{"text": answer.format(i=i, n=i % 3 + 1) * (1 + i % 5)} for i in range(400)]
@@ -37,7 +37,7 @@ def run_variant(settings, changes: dict, steps: int, out: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
     started = time.time()
     trainer.train()
-    moved = sum(p.detach().abs().sum().item() for n, p in trainer.model.named_parameters() if "lora_B" in n)
+    moved = lora_b_movement(trainer.model)
     return {
         "losses": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
         "sum_abs_lora_B": round(moved, 3),

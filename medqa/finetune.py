@@ -20,8 +20,10 @@ from medqa.modeling import (
     ModelSettings,
     QuantSettings,
     adapter_report,
+    compile_decoder_layers,
     count_parameters,
     load_base,
+    lora_b_movement,
     lora_config,
 )
 from medqa.probes import SELECT_METRIC, EvalAtEndCallback, Probe, ProbeCallback, ProbeRecorder
@@ -174,8 +176,6 @@ def build_trainer(
 
         fuse_lora_layers(trainer.model)
     if train.compile_layers:
-        from medqa.modeling import compile_decoder_layers
-
         compile_decoder_layers(trainer.model)
     return trainer
 
@@ -318,8 +318,7 @@ def run_flags(determinism: dict, model) -> list[str]:
     """What a reader must know before trusting the run: probes that differ batched vs one by one, and an
     adapter that learned nothing (every LoRA B still at its zero start: no gradient reached it)."""
     flags = [] if determinism["identical"] else ["nondeterministic_probes"]
-    b_weights = [p for name, p in model.named_parameters() if "lora_B" in name]
-    if b_weights and all(not p.detach().any() for p in b_weights):
+    if lora_b_movement(model) == 0:
         flags.append("adapter_unchanged")
     return flags
 

@@ -140,6 +140,12 @@ def lora_config(settings: LoraSettings):
     )
 
 
+def lora_b_movement(model: torch.nn.Module) -> float:
+    """Sum of |LoRA B| over the model: PEFT starts every B at zero, so 0.0 after training means no gradient
+    ever reached the adapter."""
+    return sum(p.detach().abs().sum().item() for name, p in model.named_parameters() if "lora_B" in name)
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -15,7 +15,7 @@ def _lora_model(settings, quant=None, dropout: float = 0.1):
     from medqa.modeling import load_base, lora_config
 
     model, tokenizer, _ = load_base(settings.model, quant or settings.quant)
-    lora = dataclasses.replace(settings.lora, dropout=dropout, target_modules=settings.lora.target_modules)
+    lora = dataclasses.replace(settings.lora, dropout=dropout)
     model = get_peft_model(model, lora_config(lora))
     torch.manual_seed(0)
     for name, param in model.named_parameters():  # PEFT starts B at zero: A's gradient would be zero too
@@ -33,6 +33,20 @@ def _loss_and_grads(model, batch, seed: int, autocast: bool = False) -> tuple[to
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     return loss.detach(), grads
+
+
+def _train(settings, rows: list[dict], out, **train_changes) -> tuple[list[float], float]:
+    """Four optimizer steps through medqa's trainer: the logged losses and how far LoRA B moved from zero."""
+    from datasets import Dataset
+
+    from medqa.finetune import build_trainer
+    from medqa.modeling import load_base, lora_b_movement
+
+    train = dataclasses.replace(settings.train, max_steps=4, logging_steps=1, **train_changes)
+    model, tokenizer, _ = load_base(settings.model, settings.quant)
+    trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora, out, "none")
+    trainer.train()
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h], lora_b_movement(trainer.model)
 
 
 def _batch(tokenizer):
@@ -86,22 +100,11 @@ def test_adapter_off_and_eval_mode_fall_back_to_the_plain_paths(compose_small, b
 
 def test_fused_training_follows_the_same_losses(compose_small, base_dir, tmp_path):
     """Four optimizer steps through medqa's trainer, fused and not, from the same seed: the same loss curve."""
-    from datasets import Dataset
-
     from medqa.config import settings_from_cfg
-    from medqa.finetune import build_trainer
-    from medqa.modeling import load_base
 
     settings = settings_from_cfg(compose_small(["train=smoke", "lora=attn_mlp", "lora.dropout=0.1"]))
     rows = [{"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day."} for i in range(16)]
-    losses = {}
-    for fused in (False, True):
-        train = dataclasses.replace(settings.train, fused_lora=fused, max_steps=4, logging_steps=1)
-        model, tokenizer, _ = load_base(settings.model, settings.quant)
-        trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora,
-                                tmp_path / str(fused), "none")  # fmt: skip
-        trainer.train()
-        losses[fused] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = {fused: _train(settings, rows, tmp_path / str(fused), fused_lora=fused)[0] for fused in (False, True)}
     assert len(losses[True]) == 4 and losses[True][0] != losses[True][-1]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
 
@@ -130,11 +133,7 @@ def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, t
     """train.compile_layers (each decoder layer under torch.compile, dynamic shapes) on top of the fused branch:
     the same loss curve as eager and LoRA B weights that moved from their zero start. (On CPU; the H100 check
     is benchmarks/levers_learn.py.)"""
-    from datasets import Dataset
-
     from medqa.config import settings_from_cfg
-    from medqa.finetune import build_trainer
-    from medqa.modeling import load_base
 
     overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.padding_free=true"]
     settings = settings_from_cfg(compose_small(overrides))
@@ -143,13 +142,7 @@ def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, t
     ]
     losses, moved = {}, {}
     for compiled in (False, True):
-        train = dataclasses.replace(settings.train, compile_layers=compiled, max_steps=4, logging_steps=1)
-        model, tokenizer, _ = load_base(settings.model, settings.quant)
-        trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora,
-                                tmp_path / str(compiled), "none")  # fmt: skip
-        trainer.train()
-        losses[compiled] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        moved[compiled] = sum(p.abs().sum().item() for n, p in trainer.model.named_parameters() if "lora_B" in n)
+        losses[compiled], moved[compiled] = _train(settings, rows, tmp_path / str(compiled), compile_layers=compiled)
     assert moved[True] > 0 and moved[True] == pytest.approx(moved[False], rel=1e-2)
     assert losses[True] == pytest.approx(losses[False], rel=1e-3), losses
 
