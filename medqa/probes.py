@@ -145,18 +145,16 @@ class ProbeRecorder:
         single = [self._answer(model, tokenizer, [c])[0] for c in self.chats]
         repeat = [a.text == b.text for a, b in zip(first, again, strict=True)]
         batching = [a.text == b.text for a, b in zip(first, single, strict=True)]
+        # Seeded sampling repeats exactly, but a batch of one draws other random numbers than a batch of five:
+        # for sampling only the repeat must match.
+        sampling = bool(self.config.do_sample)
+        consistent = [r and (b or sampling) for r, b in zip(repeat, batching, strict=True)]
         result = {
-            "greedy": not self.config.do_sample,
+            "greedy": not sampling,
             "repeat_identical": all(repeat),
             "batched_vs_single_identical": all(batching),
-            # Seeded sampling repeats exactly, but a batch of one draws other random numbers than a batch of
-            # five: for sampling only the repeat must match.
-            "identical": all(repeat) and (all(batching) or bool(self.config.do_sample)),
-            "mismatched_probes": [
-                p.id
-                for p, r, b in zip(self.probes, repeat, batching, strict=True)
-                if not (r and (b or self.config.do_sample))
-            ],
+            "identical": all(consistent),
+            "mismatched_probes": [p.id for p, ok in zip(self.probes, consistent, strict=True) if not ok],
         }
         self.run.summary.update(
             {
