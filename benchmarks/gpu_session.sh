@@ -42,7 +42,7 @@ common.random_checkpoint('llama32_3b', pathlib.Path('/tmp/medqa-bench'))"
       cp "/tmp/e2e-$run/probes.jsonl" "$out/e2e-$run-probes.jsonl" 2>/dev/null
     done ;;
   learn)
-    python3 benchmarks/levers_learn.py > "$out/learn.log" 2>&1
+    python3 benchmarks/levers_learn.py ${LEARN_VARIANTS:+--variants "$LEARN_VARIANTS"} > "$out/learn.log" 2>&1
     grep -v "it/s" "$out/learn.log" | tail -6 ;;
   *) echo "unknown stage $stage (train, probe, e2e or learn)"; exit 2 ;;
 esac

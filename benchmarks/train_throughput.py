@@ -47,6 +47,8 @@ ROWS = {
     "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
     "b_peft": [*GPU, "train.fused_lora=false"],  # PEFT's own LoRA forward (b before medqa.fused_lora)
     "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false"],
+    "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
+    "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip
 # Levers that are SFTConfig fields without a medqa setting (yet): passed to build_trainer as they are.

