@@ -165,7 +165,9 @@ def _shape_params(shape: str) -> int:
 def _cpu(settings):
     import dataclasses
 
-    train = dataclasses.replace(settings.train, precision="fp32", optim="adamw_torch")
+    attn = "sdpa" if settings.train.attn_implementation == "flex_attention" else settings.train.attn_implementation
+    # flex attention has no backward on CPU; bf16 autocast, fused AdamW and 4-bit weights need a GPU
+    train = dataclasses.replace(settings.train, precision="fp32", optim="adamw_torch", attn_implementation=attn)
     model = dataclasses.replace(settings.model, dtype="float32")
     return dataclasses.replace(
         settings, train=train, model=model, quant=dataclasses.replace(settings.quant, load_in_4bit=False)

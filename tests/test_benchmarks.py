@@ -1,0 +1,44 @@
+"""The GPU benchmarks run on a fresh checkout: `train_throughput.py` and `probe_eval.py` at the CPU-sized `toy`
+shape, as a user runs them (the H100 numbers are in benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--shape", "toy", *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_throughput_table_then_probe_share_of_it(tmp_path):
+    """Rows a (the seed) and b (`train=gpu`) train the same examples through medqa's trainer and print a table with
+    the ratio to row a; the probe benchmark then reads row b's step time for the share of training."""
+    train_json, probe_json = tmp_path / "train.json", tmp_path / "probe.json"
+    common = ["--root", str(tmp_path)]
+    out = _run("train_throughput.py", "--rows", "a,b", "--steps", "1", "--warmup", "1", "--examples", "32", *common,
+               "--json", str(train_json))  # fmt: skip
+    rows = {r["row"]: r for r in json.loads(train_json.read_text())["results"]}
+    assert all("error" not in r for r in rows.values()), rows
+    assert rows["a"]["tokens_per_s"] > 0 and rows["b"]["tokens_per_s"] > 0
+    assert rows["a"]["tokens_per_step"] == rows["b"]["tokens_per_step"]  # 16 examples a step either way
+    assert rows["b"]["overrides"] == ["train=gpu"] and rows["a"]["trainable"] == rows["b"]["trainable"] > 0
+    table = out[out.index("\nrow") :].splitlines()
+    assert table[2].split()[:3] == ["a", f"{rows['a']['tokens_per_s']:,}", "1.00"]
+
+    out = _run("probe_eval.py", "--variants", "dynamic,folded_static", "--repeats", "1", "--max-new-tokens", "8",
+               *common, "--train-json", str(train_json), "--json", str(probe_json))  # fmt: skip
+    probe = json.loads(probe_json.read_text())
+    assert probe["train_step_s_row_b"] == rows["b"]["seconds_per_step"]
+    results = {r["variant"]: r for r in probe["results"]}
+    assert results["dynamic"]["new_tokens"] == results["folded_static"]["new_tokens"] > 0
+    assert results["folded_static"]["merge_drift_max_abs"] == 0.0  # folding never touches the base weights
+    assert "%" in out.splitlines()[-1]  # the share of training time at an eval every 100 steps
