@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for variant in args.variants.split(","):
         static = variant.endswith("static") or variant == "static_nocompile"
-        folded = variant.startswith("folded")
+        folded, merged = variant.startswith("folded"), variant.startswith("merged")
         # The static cache comes through the harness's own setting (decoding.cache_implementation=static).
         decoding = dataclasses.replace(settings.decoding, cache_implementation="static" if static else None)
         config = generation_config(decoding, tokenizer)
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         if variant == "static_nocompile":
             config.disable_compile = True
         drift = None
-        if variant.startswith(("merged", "folded")):
+        if folded or merged:  # how far the base weights drift from what they were
             before = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer.weight" in n}
-            if variant.startswith("merged"):
-                model.merge_adapter()
+        if merged:
+            model.merge_adapter()
         times, tokens = [], []
         try:
             for _ in range(args.repeats + 1):  # the first call pays for compilation and is reported apart
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             results.append({"variant": variant, "error": f"{type(err).__name__}: {err}"[:300]})
             continue
         finally:
-            if variant.startswith(("merged", "folded")):
-                if variant.startswith("merged"):
-                    model.unmerge_adapter()
+            if merged:
+                model.unmerge_adapter()
+            if folded or merged:
                 after = dict(model.named_parameters())
                 drift = max((after[n].detach() - w).abs().max().item() for n, w in before.items())
                 del before

@@ -52,8 +52,13 @@ ROWS = {
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip
 # Levers that are SFTConfig fields without a medqa setting (yet): passed to build_trainer as they are.
-LIGER_NORM = {"rope": False, "rms_norm": True, "swiglu": True, "cross_entropy": False}
-LIGER_NORM["fused_linear_cross_entropy"] = False
+LIGER_NORM = {
+    "rope": False,
+    "rms_norm": True,
+    "swiglu": True,
+    "cross_entropy": False,
+    "fused_linear_cross_entropy": False,
+}
 LIGER_ROW = {"use_liger_kernel": True, "liger_kernel_config": LIGER_NORM}
 ROW_SFT = {"b_liger_norm": LIGER_ROW}
 

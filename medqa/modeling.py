@@ -171,7 +171,7 @@ FLEX_OUTSIDE_GRAPH = "medqa_flex_outside_graph"
 
 def compile_decoder_layers(model) -> int:
     """`torch.compile` every decoder layer in place, with dynamic shapes (padding-free batches change length every
-    step): one graph shared by all layers, parameter names and checkpoints unchanged. Returns how many.
+    step): the layers share their compiled graphs, parameter names and checkpoints unchanged. Returns how many.
 
     Flex attention stays outside the layers' graphs: inductor cannot lower its backward with symbolic block-mask
     sizes (torch 2.11 on an H100: "unsupported operand type(s) for &: 'floor' and 'Add'"). The model switches to
@@ -191,7 +191,6 @@ def compile_decoder_layers(model) -> int:
 
 
 def _register_flex_outside_graph() -> None:
-    import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
