@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medqa.lexicon import invented_terms, leaks
-from medqa.probe_specs import Probe, load_probe_set, load_probes
-from medqa.quality import (
-    QualitySettings,
+from medqa.quality.lexicon import invented_terms, leaks
+from medqa.quality.metrics import (
     distinct_n,
     divergence,
     fact_check,
@@ -26,6 +24,9 @@ from medqa.quality import (
     segments,
     selection_score,
 )
+from medqa.quality.probe_specs import load_probe_set
+from medqa.settings.probes import Probe, load_probes
+from medqa.settings.quality import QualitySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HAND = ROOT / "tests" / "assets" / "hand_scored_answers.jsonl"
@@ -243,7 +244,7 @@ def test_score_cli_without_a_model(tmp_path):
     ]
     answers.write_text("".join(json.dumps(line) + "\n" for line in lines))
     args = ["--answers", str(answers), "--out", str(tmp_path / "scored.jsonl")]
-    code = f"import sys; from medqa.score import main; main({args!r}); assert 'torch' not in sys.modules, 'torch!'"
+    code = f"import sys; from medqa.cli.score import main; main({args!r}); assert 'torch' not in sys.modules, 'torch!'"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
