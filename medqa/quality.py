@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
+from medqa.factuality import factuality, normalise, reference_for_probe, reference_stems
 from medqa.lexicon import STOPWORDS, invented_terms, leaks, words
 from medqa.probe_specs import Probe, find_phrases, phrase_pattern
 
@@ -30,6 +31,8 @@ FLAGS = (
     "invented_terms",
     "missing_facts",
     "forbidden_claim",
+    "unsupported_claims",
+    "harmful_advice",
     "template_leak",
     "platform_filler",
 )
@@ -49,6 +52,8 @@ class QualitySettings:
     forbidden_penalty: float = 0.6  # share of quality lost when a forbidden claim is made
     invented_penalty: float = 0.4  # share of quality lost when an invented drug-like name appears
     min_words: int = 8  # shorter answers lose quality in proportion
+    precision_power: float = 2.0  # content x precision ** this (S / (S + U) of the answer's claims)
+    harm_scale: float = 10.0  # content x max(0, 1 + harm points / this); rubric points are negative
     divergence_margin: float = 0.1  # quality drop (absolute) that, with a better eval loss, raises the alarm
     divergence_against: str = "best"  # best: the best loss/quality so far; previous: the previous eval
 
@@ -62,6 +67,9 @@ class QualitySettings:
         for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"quality.{key}={getattr(self, key)}: must be in [0, 1]")
+        if self.precision_power < 0 or self.harm_scale <= 0:
+            raise ValueError(f"quality.precision_power must be >= 0 and quality.harm_scale > 0, got "
+                             f"{self.precision_power}, {self.harm_scale}")
         if self.divergence_against not in {"best", "previous"}:
             raise ValueError(f"quality.divergence_against={self.divergence_against!r}: expected best or previous")
 
@@ -161,12 +169,14 @@ def _stems(text: str) -> set[str]:
     return {w[:5] for w in words(text) if len(w) >= 4 and w not in STOPWORDS}
 
 
-def drift(items: list[str], probe: Probe) -> float:
+def drift(items: list[str], probe: Probe, facts: frozenset[str] = frozenset()) -> float:
     """Share of the last half of `items` with no content word (>= 4 letters, not a stop word; compared by
-    5-letter prefix) in common with the probe's question, expected facts and topic words."""
+    5-letter prefix) in common with the probe's question, expected facts and topic words, nor a lexicon stem
+    (medqa.factuality.normalise) in common with the probe's reference facts (`facts`)."""
     topic = _stems(" ".join([probe.question, *(p for g in probe.expect for p in g), *probe.topic]))
     tail = items[len(items) // 2 :]
-    return sum(not (_stems(item) & topic) for item in tail) / len(tail) if tail else 0.0
+    off = [not (_stems(item) & topic) and not (facts and set(normalise(item)) & facts) for item in tail]
+    return sum(off) / len(tail) if tail else 0.0
 
 
 # --- facts -------------------------------------------------------------------------------------------------
@@ -214,7 +224,11 @@ def score_answer(
     items, ends_in_list = list_items(answer)
     drugs, invented = invented_terms(answer, known_words)
     template, filler = leaks(answer)
-    recall, missing, forbidden = fact_check(answer, probe) if probe else (None, [], [])
+    _, _, forbidden = fact_check(answer, probe) if probe else (None, [], [])
+    ref = reference_for_probe(probe) if probe else None
+    fact = factuality(answer, ref, known_words)
+    recall, missing = fact["recall"], fact["facts_missing"]
+    forbidden = list(dict.fromkeys(forbidden + fact["wrong_claims"]))
     m = {
         "n_words": len(tokens),
         "n_tokens": n_tokens,
@@ -226,15 +240,25 @@ def score_answer(
         "repeat_run": max(repeat_run(units), repeat_run(items)),
         "loop_run": max(loop_run(units, s.loop_similarity), loop_run(items, s.loop_similarity)),
         "list_items": len(items),
-        "list_drift": drift(items, probe) if probe and len(items) >= s.drift_min_items else 0.0,
+        "list_drift": drift(items, probe, reference_stems(ref)) if probe and len(items) >= s.drift_min_items else 0.0,
         "drug_terms": drugs,
         "invented_terms": invented,
         "invented_rate": len(invented) / len(drugs) if drugs else 0.0,
         "fact_recall": recall,
         "facts_missing": missing,
-        "forbidden_claims": forbidden if probe and probe.forbid else None,
+        "forbidden_claims": forbidden if probe and (probe.forbid or fact["wrong_claims"]) else None,
         "template_leaks": template,
         "filler": filler,
+        "precision": fact["precision"],
+        "recall": recall,
+        "f1_at_k": fact["f1_at_k"],
+        "k": fact["k"],
+        "n_supported": fact["n_supported"],
+        "n_unsupported": fact["n_unsupported"],
+        "n_irrelevant": fact["n_irrelevant"],
+        "harm_points": fact["harm_points"],
+        "harms": fact["harms"],
+        "claims": fact["claims"],
     }
     max_items = probe.expected_items[1] * s.runaway_factor if probe and probe.expected_items else s.max_list_items
     runaway = (ends_in_list and stopped_eos is False and len(items) >= 3) or len(items) > max_items
@@ -248,6 +272,8 @@ def score_answer(
         "invented_terms": bool(invented),
         "missing_facts": recall is not None and recall < s.min_fact_recall,
         "forbidden_claim": bool(forbidden),
+        "unsupported_claims": bool(fact["n_unsupported"]),
+        "harmful_advice": bool(fact["harms"]),
         "template_leak": bool(template),
         "platform_filler": bool(filler),
     }
@@ -265,11 +291,15 @@ def quality_score(m: dict, s: QualitySettings) -> float:
                 lists      = 0 on a runaway list, else 1
                 template   = 0 when chat-template text leaks, else 1
                 filler     = 0 with platform filler, else 1
-    content = min(1, fact_recall / min_fact_recall)   (1 when the probe has no expect)
-              x (1 - forbidden_penalty if a forbidden claim is made)
+    content = min(1, recall / min_fact_recall)        (1 when there is no reference)
+              x precision ** precision_power         (precision = S / (S + U) of the labelled claims,
+                                                      medqa.factuality; 1 when no claim is checkable)
+              x (1 - forbidden_penalty if a forbidden or known wrong claim is made)
               x (1 - invented_penalty if an invented drug-like name appears)
+              x max(0, 1 + harm_points / harm_scale)  (HealthBench-style negative rubric points, <= 0)
               x min(1, n_words / min_words)
-    A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form."""
+    A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form, and
+    one wrong item among right ones costs (1 - P^2): 1 of 5 -> x0.64, 1 of 10 -> x0.81."""
     if "empty" in m["flags"]:
         return 0.0
     c = {
@@ -283,6 +313,8 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     total = sum(s.weights[k] for k in used)
     form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
     content = 1.0 if m["fact_recall"] is None else min(1.0, m["fact_recall"] / s.min_fact_recall)
+    content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
+    content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
     content *= (1 - s.forbidden_penalty) if m["forbidden_claims"] else 1.0
     content *= (1 - s.invented_penalty) if m["invented_terms"] else 1.0
     content *= min(1.0, m["n_words"] / s.min_words)
