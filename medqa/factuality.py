@@ -48,7 +48,16 @@ KNOWLEDGE = ASSETS / "knowledge.yaml"
 LEXICON = ASSETS / "fact_lexicon.yaml"
 REFERENCES = ASSETS / "references.yaml"
 
-ASPECTS = ("symptoms", "early_symptoms", "causes", "diagnosis", "treatment", "first_line", "warning_signs", "prevention")
+ASPECTS = (
+    "symptoms",
+    "early_symptoms",
+    "causes",
+    "diagnosis",
+    "treatment",
+    "first_line",
+    "warning_signs",
+    "prevention",
+)
 # Aspects that answer the same kind of question: listing a warning sign among symptoms is not an aspect error.
 FAMILY = {
     "symptoms": "signs",
@@ -225,17 +234,52 @@ def weights() -> tuple[dict[str, float], float]:
     return {s: math.log(1 + n / d) for s, d in df.items()}, 1.0
 
 
+@lru_cache(maxsize=1)
+def _generic() -> frozenset[str]:
+    return frozenset(stem(g) for g in lexicon().generic)
+
+
 def weight(stems: set[str] | frozenset[str]) -> float:
     idf, unknown = weights()
-    generic = {stem(g) for g in lexicon().generic}
+    generic = _generic()
     # Generic words count a third: they can confirm a match but not make one.
     return sum(idf.get(s, unknown) * (1 / 3 if s in generic else 1) for s in stems)
 
 
 def specific(stems: set[str] | frozenset[str]) -> bool:
     """True when some stem is not generic (so a match on it says something)."""
-    generic = {stem(g) for g in lexicon().generic}
-    return bool(set(stems) - generic)
+    return not set(stems) <= _generic()
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, tuple[Fact, ...]]:
+    """stem -> the knowledge facts that contain it (only facts sharing a stem with an item can match it)."""
+    index: dict[str, list[Fact]] = {}
+    for f in knowledge_facts():
+        for s in f.stems:
+            index.setdefault(s, []).append(f)
+    return {s: tuple(fs) for s, fs in index.items()}
+
+
+class Pool:
+    """A set of facts to match against, with the ids for the inverted-index lookup."""
+
+    def __init__(self, facts):
+        self.facts = tuple(facts)
+        self.ids = frozenset(id(f) for f in self.facts)
+        table = {id(f) for f in knowledge_facts()}
+        self.outside = tuple(f for f in self.facts if id(f) not in table)  # reference facts not in the table
+
+
+def candidates(stems: set[str], pool: Pool) -> list[Fact]:
+    """The facts of `pool` that share a stem with `stems`."""
+    index = _index()
+    seen: dict[int, Fact] = {}
+    for s in stems:
+        for f in index.get(s, ()):
+            if id(f) in pool.ids:
+                seen.setdefault(id(f), f)
+    return list(seen.values()) + [f for f in pool.outside if f.stems & stems]
 
 
 # --- references ----------------------------------------------------------------------------------------------
@@ -300,7 +344,7 @@ def _no_antibiotic() -> set[str]:
     out = set()
     for c in knowledge():
         text = " ".join(str(t) for k in ("treatment", "first_line") for t in c.get(k) or [])
-        if "antibiotic" not in normalise(text):
+        if stem("antibiotic") not in normalise(text):
             out.add(c["name"])
     return out
 
@@ -343,12 +387,14 @@ def build_reference(
     k: int | None = None,
     wrong: tuple[Rule, ...] = (),
     cross_check: bool = True,
+    recall_aspects: tuple[str, ...] | None = None,
 ) -> Reference:
     """A reference for one question: the condition's facts of the asked aspect family (and its notes), plus
-    `extra` facts (guidelines, or a reference answer's items)."""
+    `extra` facts (guidelines, or a reference answer's items); recall counts the facts of `recall_aspects`
+    (default: `aspects`), or the extra facts when the condition has none."""
     own = _condition_facts(condition, aspects) if condition else ()
     more = tuple(f for f in (make_fact(t, condition or "reference", "reference") for t in extra) if f.stems)
-    recall = tuple(f for f in own if f.aspect in aspects) or more
+    recall = tuple(f for f in own if f.aspect in (recall_aspects or aspects)) or more
     if k is None:
         k = max(1, math.ceil(len(groups) / 2)) if groups else max(1, min(4, math.ceil(len(recall) / 2)))
     return Reference(question, condition, aspects, own + more, groups, k, wrong, cross_check, recall)
@@ -542,14 +588,19 @@ def match(stems: set[str], fact: Fact) -> tuple[float, set[str]]:
     return max(item_cov, fact_cov), shared
 
 
-def _best(stems: set[str], facts, item_only: bool = False) -> tuple[float, Fact | None, set[str]]:
+def _best(
+    stems: set[str], facts, item_only: bool = False, denies: bool | None = None
+) -> tuple[float, Fact | None, set[str]]:
     """The best-matching fact; `item_only`: score by the share of the item explained (other conditions' facts
-    must explain the item, not merely appear in it)."""
+    must explain the item, not merely appear in it); ties go to a fact that agrees with `denies` ("not smoking"
+    meets the prevention fact "not smoking" before the cause "smoking")."""
     best, best_fact, shared_best = 0.0, None, set()
-    for f in facts:
+    for f in candidates(stems, facts):
         score, shared = match(stems, f)
         if item_only and shared:
             score = weight(shared) / (weight(stems) or 1.0)
+        if denies is not None and shared:
+            score += 1e-3 * (f.negated == denies)
         if score > best:
             best, best_fact, shared_best = score, f, shared
     return best, best_fact, shared_best
@@ -564,10 +615,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         entry = condition_entry(ref.condition)
         for n in [entry["name"], *(entry.get("aliases") or [])]:
             name_words |= set(normalise(str(n)))
-    own = ref.facts if ref else ()
-    others = [f for f in knowledge_facts() if ref is None or f.condition != ref.condition] if ref and ref.cross_check else []
-    same_other = (
-        [f for f in knowledge_facts() if f.condition == ref.condition and f not in own] if ref and ref.condition else []
+    own = Pool(ref.facts if ref else ())
+    others = Pool([f for f in knowledge_facts() if f.condition != ref.condition] if ref and ref.cross_check else [])
+    same_other = Pool(
+        [f for f in knowledge_facts() if f.condition == ref.condition and id(f) not in own.ids]
+        if ref and ref.condition
+        else []
     )
     wrong_done: set[str] = set()
     harm_done: set[tuple[str, str]] = set()
@@ -577,8 +630,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         stems = set(normalise(it.text)) - name_words
         wrong = [r for r in (ref.wrong if ref else ()) if r.id not in wrong_done and _rule_hit(r, it.sentence)]
         wrong = [r for r in wrong if any(p.search(it.text) for p in r.patterns)]
-        harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done]
-        harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or it is _last_of(items, it)]
+        harms = [
+            r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
+        ]
+        harms = [
+            r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or it is _last_of(items, it)
+        ]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:
             wrong_done.add(wrong[0].id)
@@ -593,7 +650,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         else:
             denies = negated(it.text)
             pol = polarity(it.text)
-            s_own, f_own, _ = _best(stems, own)
+            s_own, f_own, _ = _best(stems, own, denies=denies)
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
             s_same, f_same, _ = _best(stems, same_other, item_only=True)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-from medqa.factuality import factuality, normalise, reference_for_probe, reference_stems
+from medqa.factuality import Reference, factuality, normalise, reference_for_probe, reference_stems
 from medqa.lexicon import STOPWORDS, invented_terms, leaks, words
 from medqa.probe_specs import Probe, find_phrases, phrase_pattern
 
@@ -214,10 +214,12 @@ def score_answer(
     probe: Probe | None = None,
     settings: QualitySettings | None = None,
     known_words: set[str] | frozenset[str] = frozenset(),
+    reference: Reference | None = None,
 ) -> dict:
     """Every metric of one answer, its `quality` in [0, 1] and its `flags`. `stopped_eos` None: unknown (no
     EOS component, no no_eos flag). `probe` gives facts, the expected list length and topic; `known_words`
-    are words (e.g. the run's training text) that are never counted as invented."""
+    are words (e.g. the run's training text) that are never counted as invented; `reference` (a held-out
+    question's, medqa.heldout) replaces the probe's reference for the claim labels."""
     s = settings or QualitySettings()
     tokens = words(answer)
     units = segments(answer)
@@ -225,7 +227,7 @@ def score_answer(
     drugs, invented = invented_terms(answer, known_words)
     template, filler = leaks(answer)
     _, _, forbidden = fact_check(answer, probe) if probe else (None, [], [])
-    ref = reference_for_probe(probe) if probe else None
+    ref = reference if reference is not None else reference_for_probe(probe) if probe else None
     fact = factuality(answer, ref, known_words)
     recall, missing = fact["recall"], fact["facts_missing"]
     forbidden = list(dict.fromkeys(forbidden + fact["wrong_claims"]))

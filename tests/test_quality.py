@@ -242,13 +242,14 @@ def test_score_cli_without_a_model(tmp_path):
         {"question": "Is rest good?", "answer": "Yes, rest helps most people recover from a cold within a week."},
     ]
     answers.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = ["--answers", str(answers), "--out", str(tmp_path / "scored.jsonl")]
+    args = ["--answers", str(answers), "--out", str(tmp_path / "scored.jsonl"), "--allow-unmatched"]
     code = f"import sys; from medqa.score import main; main({args!r}); assert 'torch' not in sys.modules, 'torch!'"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert [r["probe_id"] for r in rows] == ["heart_attack_signs", "hypertension_first_line", None]
-    assert rows[1]["flags"] == ["missing_facts", "forbidden_claim"] and rows[0]["stopped_eos"] is None
+    assert rows[1]["flags"] == ["missing_facts", "forbidden_claim", "unsupported_claims"]
+    assert rows[0]["stopped_eos"] is None
     assert rows[2]["fact_recall"] is None and rows[2]["quality"] > 0.9
     assert "mean quality" in out.stderr and "forbidden_claim" in out.stderr
 
