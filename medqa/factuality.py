@@ -568,9 +568,11 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             m = p.search(sentence)
             if not m:
                 continue
-            # Only a negation before the advice denies it ("do not wait"); "no need to see a doctor" is the advice.
+            # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
+            # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
             clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
-            if not NEGATION.search(clause):
+            after = " ".join(re.split(r"[,;:.]", sentence[m.end() :])[0].split()[:4])
+            if not NEGATION.search(clause) and not NEGATION.search(after):
                 hits.append(rule)
                 break
     return hits

@@ -257,8 +257,9 @@ def test_score_cli_without_a_model(tmp_path):
 def test_score_cli_rejects_bad_input_naming_the_line(tmp_path):
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"answer": "ok"}) + "\n" + json.dumps({"probe": "nope", "answer": "x"}) + "\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "medqa.score", "--answers", str(answers)], cwd=ROOT, capture_output=True, text=True
-    )
+    cmd = [sys.executable, "-m", "medqa.score", "--answers", str(answers)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and f"{answers}:1: question '' matches no probe question" in out.stderr
+    out = subprocess.run([*cmd, "--allow-unmatched"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and f"{answers}:2: probe 'nope' is not in the probe set" in out.stderr
     assert isinstance(Probe("a", "b"), Probe)
