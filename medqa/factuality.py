@@ -71,8 +71,15 @@ FAMILY = {
 }
 MATCH = 0.5  # share of an item's content weight a fact must explain to match it
 NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|against|without|rather than|"
-    r"instead of|no longer|neither|nor)\b",
+    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|avoiding|avoids|against|without|"
+    r"rather than|instead of|no longer|neither|nor)\b",
+    re.IGNORECASE,
+)
+# A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
+# avoid-words only mark caveats ("antibiotics should be avoided") and deny harmful advice, never a contradiction.
+DENIAL = re.compile(
+    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|against|rather than|instead of|no longer|"
+    r"neither|nor)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -102,8 +109,8 @@ def _alternation(variants: list[str]) -> str:
             parts.append(re.escape(v[:-1]) + r"[a-z]*")
         elif any(c in v for c in "()|?\\[]+"):
             parts.append(v)  # already a regex
-        else:
-            parts.append(re.escape(v).replace(r"\ ", r"[\s-]+"))
+        else:  # a plain phrase: spaces or hyphens between words, and a plural
+            parts.append(re.escape(v).replace(r"\ ", r"[\s-]+") + ("" if v.endswith("s") else "(?:e?s)?"))
     return r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])"
 
 
@@ -167,10 +174,12 @@ def normalise(text: str) -> list[str]:
     return out
 
 
-def negated(text: str) -> bool:
-    """The text denies something ("not first-line", "avoid"), after lexicon phrases that merely contain a
-    negation ("can't breathe", "not enough iron") are rewritten; "with or without" is no denial."""
-    return bool(NEGATION.search(substitute(text).replace("with or without", "")))
+def negated(text: str, strict: bool = False) -> bool:
+    """The text denies something ("not first-line"; with `strict` False also "avoid ..."), after lexicon phrases
+    that merely contain a negation ("can't breathe", "not enough iron") are rewritten; "with or without" is no
+    denial."""
+    pattern = DENIAL if strict else NEGATION
+    return bool(pattern.search(substitute(text).replace("with or without", "")))
 
 
 def polarity(text: str) -> set[str]:
@@ -197,7 +206,9 @@ class Fact:
 
 
 def make_fact(text: str, condition: str, aspect: str) -> Fact:
-    return Fact(text, condition, aspect, frozenset(normalise(text)), negated(text), frozenset(polarity(text)))
+    return Fact(
+        text, condition, aspect, frozenset(normalise(text)), negated(text, strict=True), frozenset(polarity(text))
+    )
 
 
 @lru_cache(maxsize=1)
@@ -618,7 +629,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         for n in [entry["name"], *(entry.get("aliases") or [])]:
             name_words |= set(normalise(str(n)))
     own = Pool(ref.facts if ref else ())
-    others = Pool([f for f in knowledge_facts() if f.condition != ref.condition] if ref and ref.cross_check else [])
+    # Another condition's summary is background prose, not a fact an item could wrongly state.
+    others = Pool(
+        [f for f in knowledge_facts() if f.condition != ref.condition and f.aspect != "summary"]
+        if ref and ref.cross_check
+        else []
+    )
     same_other = Pool(
         [f for f in knowledge_facts() if f.condition == ref.condition and id(f) not in own.ids]
         if ref and ref.condition
@@ -650,7 +666,8 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         elif not stems or (question and stems <= question):
             why = "no specific content" if not stems else "restates the question"
         else:
-            denies = negated(it.text)
+            denies = negated(it.text, strict=True)
+            caveat = denies or negated(it.text)
             pol = polarity(it.text)
             s_own, f_own, _ = _best(stems, own, denies=denies)
             i_own = _best(stems, own, item_only=True)[0]
@@ -666,7 +683,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                     label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
                 else:
                     label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
-            elif denies:
+            elif caveat:
                 why = "a negated statement (caveat)"
             elif f_other is not None and s_other >= MATCH and specific(sh_other) and s_other > s_same:
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"

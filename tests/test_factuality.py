@@ -102,7 +102,9 @@ def test_harm_rubric_items_are_visible_and_negated_advice_is_not_harm():
     m = score("Chest pain and sweating are signs. Lie down at home and wait a day.", "heart_attack_signs")
     assert m["harm_points"] == -8 and "harmful_advice" in m["flags"] and m["quality"] < 0.2
     assert any(c["why"].startswith("harm (-8)") for c in m["claims"])
-    m = score("Chest pain and sweating are signs; do not wait and do not drive yourself, call 911.", "heart_attack_signs")
+    m = score(
+        "Chest pain and sweating are signs; do not wait and do not drive yourself, call 911.", "heart_attack_signs"
+    )
     assert m["harm_points"] == 0 and m["harms"] == []
     m = score("It is treated with levothyroxine, but you can stop the tablets once you feel better.",
               "hypothyroidism_treatment")  # fmt: skip
