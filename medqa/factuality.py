@@ -145,6 +145,10 @@ def stem(word: str) -> str:
         if w.endswith(suffix) and len(w) - len(suffix) >= 4 and not w.endswith(("ss", "us", "is")):
             w = w[: len(w) - len(suffix)] + repl
             break
+    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":  # "stopping" -> "stopp" -> "stop"
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):  # "smoke" and "smoking", "urinate" and "urinating" meet
+        w = w[:-1]
     return w[:7]
 
 
@@ -170,8 +174,15 @@ def normalise(text: str) -> list[str]:
             w = lex.words.get(w, w)
             if not w or w in lex.filler or (len(w) < 2 and not w.isdigit()):
                 continue
-            out.append(stem(w))
+            st = stem(w)
+            if st not in _filler_stems():
+                out.append(st)
     return out
+
+
+@lru_cache(maxsize=1)
+def _filler_stems() -> frozenset[str]:
+    return frozenset(stem(w) for w in lexicon().filler if len(w) >= 4)
 
 
 def negated(text: str, strict: bool = False) -> bool:
@@ -179,7 +190,12 @@ def negated(text: str, strict: bool = False) -> bool:
     that merely contain a negation ("can't breathe", "not enough iron") are rewritten; "with or without" is no
     denial."""
     pattern = DENIAL if strict else NEGATION
-    return bool(pattern.search(substitute(text).replace("with or without", "")))
+    text = substitute(text).replace("with or without", "")
+    # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
+    text = re.sub(r"\b(?:if|unless|provided)\b[^,;.]*", " ", text)
+    # "Do not wait / delay / hesitate" urges action; it denies no fact.
+    text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
+    return bool(pattern.search(text))
 
 
 def polarity(text: str) -> set[str]:
@@ -494,8 +510,10 @@ def reference_from_answer(question: str, reference_answer: str) -> Reference:
 
 MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-ENUM_SPLIT = re.compile(r"\s*(?:[,;()]|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
-                        re.IGNORECASE)  # fmt: skip
+ENUM_SPLIT = re.compile(
+    r"\s*(?:[,;()]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
+    re.IGNORECASE,
+)
 
 
 JOIN = "_"  # a word character, so "thick_and_thin" holds no separate "and"
@@ -582,7 +600,8 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
             clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
-            after = " ".join(re.split(r"[,;:.]", sentence[m.end() :])[0].split()[:4])
+            after = re.split(r"[,;:.]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
+            after = " ".join(after.split()[:8])
             if not NEGATION.search(clause) and not NEGATION.search(after):
                 hits.append(rule)
                 break
@@ -640,13 +659,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         if ref and ref.condition
         else []
     )
-    wrong_done: set[str] = set()
     harm_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
         label, why = "irrelevant", "no reference fact"
         stems = set(normalise(it.text)) - name_words
-        wrong = [r for r in (ref.wrong if ref else ()) if r.id not in wrong_done and _rule_hit(r, it.sentence)]
+        wrong = [r for r in (ref.wrong if ref else ()) if _rule_hit(r, it.sentence)]
         wrong = [r for r in wrong if any(p.search(it.text) for p in r.patterns)]
         harms = [
             r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
@@ -656,7 +674,6 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         ]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:
-            wrong_done.add(wrong[0].id)
             label, why = "unsupported", f"wrong: {wrong[0].text}"
         elif harms:
             harm_done.add((harms[0].id, it.sentence))
@@ -679,8 +696,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                 s_other = s_same = 0.0
             if f_own is not None and s_own >= MATCH and not (s_other >= MATCH and s_other - i_own >= 0.3):
                 opposite = pol and f_own.polar and not (pol & f_own.polar)
-                if denies != f_own.negated or opposite:
+                if (denies and not f_own.negated) or opposite:
                     label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
+                elif f_own.negated and not denies:
+                    # The item names what the reference qualifies ("beta-blockers ... for another reason"); a
+                    # wrong use of it is a `wrong` claim or a rubric item, checked above.
+                    why = f"mentions what '{f_own.text}' qualifies"
                 else:
                     label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
             elif caveat:
@@ -689,6 +710,16 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
             elif f_same is not None and s_same >= MATCH:
                 label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
+        prev = out[-1] if out else None
+        if (
+            label == "unsupported"
+            and not why.startswith(("harm", "wrong", "invented"))
+            and prev is not None
+            and prev["_group"] == it.group
+            and prev["why"].startswith(("mentions what", "a negated statement"))
+            and re.match(r"(?i)(such as|e\.?g\.?|for example|like|including)\b", it.text)
+        ):
+            label, why = "irrelevant", "an example inside a caveat"  # "... for another reason, such as heart failure"
         listed = it.is_list and len(it.text.split()) <= 4
         out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed})
     # Another aspect's fact listed among supported items of the asked aspect is an aspect error; said on its
