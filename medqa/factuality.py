@@ -400,7 +400,9 @@ def condition_entry(name: str) -> dict:
 def _condition_facts(name: str, aspects: tuple[str, ...]) -> tuple[Fact, ...]:
     fam = {FAMILY[a] for a in aspects}
     return tuple(
-        f for f in knowledge_facts() if f.condition == name and (f.aspect == "note" or FAMILY.get(f.aspect) in fam)
+        f
+        for f in knowledge_facts()
+        if f.condition == name and (f.aspect in ("note", "summary") or FAMILY.get(f.aspect) in fam)
     )
 
 
@@ -696,7 +698,9 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                 s_other = s_same = 0.0
             if f_own is not None and s_own >= MATCH and not (s_other >= MATCH and s_other - i_own >= 0.3):
                 opposite = pol and f_own.polar and not (pol & f_own.polar)
-                if (denies and not f_own.negated) or opposite:
+                if f_own.aspect == "summary" and (denies != f_own.negated or opposite):
+                    why = f"a remark on '{f_own.text}'"  # background prose is no basis for a contradiction
+                elif (denies and not f_own.negated) or opposite:
                     label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
                 elif f_own.negated and not denies:
                     # The item names what the reference qualifies ("beta-blockers ... for another reason"); a

@@ -293,7 +293,7 @@ def quality_score(m: dict, s: QualitySettings) -> float:
                 lists      = 0 on a runaway list, else 1
                 template   = 0 when chat-template text leaks, else 1
                 filler     = 0 with platform filler, else 1
-    content = min(1, recall / min_fact_recall)        (1 when there is no reference)
+    content = min(1, max(recall / min_fact_recall, S / K))   (1 when there is no reference; S / K: R@K)
               x precision ** precision_power         (precision = S / (S + U) of the labelled claims,
                                                       medqa.factuality; 1 when no claim is checkable)
               x (1 - forbidden_penalty if a forbidden or known wrong claim is made)
@@ -314,7 +314,9 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     used = {k: v for k, v in c.items() if v is not None and s.weights[k] > 0}
     total = sum(s.weights[k] for k in used)
     form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
-    content = 1.0 if m["fact_recall"] is None else min(1.0, m["fact_recall"] / s.min_fact_recall)
+    # Complete enough: half the expected facts, or K supported items (VeriScore's R@K), whichever is higher.
+    r_k = min(1.0, m.get("n_supported", 0) / m["k"]) if m.get("k") else 0.0
+    content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
     content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
     content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
     content *= (1 - s.forbidden_penalty) if m["forbidden_claims"] else 1.0
