@@ -78,8 +78,8 @@ NEGATION = re.compile(
 # A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
 # avoid-words only mark caveats ("antibiotics should be avoided") and deny harmful advice, never a contradiction.
 DENIAL = re.compile(
-    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|against|rather than|instead of|no longer|"
-    r"neither|nor)\b",
+    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|(?:advises?|recommends?|warns?) against|"
+    r"rather than|instead of|no longer|neither|nor)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -172,7 +172,7 @@ def normalise(text: str) -> list[str]:
     for token in WORD.findall(substitute(text)):
         for w in token.replace("'s", "").split("-"):
             w = lex.words.get(w, w)
-            if not w or w in lex.filler or (len(w) < 2 and not w.isdigit()):
+            if not w or w in lex.filler or len(w) < 2 or w.isdigit():  # numbers: doses, durations
                 continue
             st = stem(w)
             if st not in _filler_stems():
@@ -370,7 +370,8 @@ def _no_antibiotic() -> set[str]:
     """Conditions whose treatment has no antibiotic in the knowledge table."""
     out = set()
     for c in knowledge():
-        text = " ".join(str(t) for k in ("treatment", "first_line") for t in c.get(k) or [])
+        text = " ".join(str(t) for k in ("treatment", "first_line", "notes") for t in c.get(k) or [])
+        text += " " + str(c.get("summary", ""))
         if stem("antibiotic") not in normalise(text):
             out.add(c["name"])
     return out
@@ -460,7 +461,8 @@ def infer_reference(question: str) -> Reference | None:
     if "first_line" in aspects:
         aspects = tuple(a for a in aspects if a != "treatment") + ("treatment",)
     entry = condition_entry(best)
-    aspects = tuple(a for a in aspects if entry.get(a)) or ("symptoms",)
+    # No aspect named ("What is gout?"): an overview, where every aspect of the condition answers it.
+    aspects = tuple(a for a in aspects if entry.get(a)) or tuple(a for a in ASPECTS if entry.get(a))
     return build_reference(question, best, aspects)
 
 
@@ -510,7 +512,7 @@ def reference_from_answer(question: str, reference_answer: str) -> Reference:
 
 # --- items ---------------------------------------------------------------------------------------------------
 
-MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)])\s+")
+MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}[.)])\s+")  # "- x", "1. x", "2.3 x"
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 ENUM_SPLIT = re.compile(
     r"\s*(?:[,;()]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
@@ -604,7 +606,9 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:8])
-            if not NEGATION.search(clause) and not NEGATION.search(after):
+            # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
+            warns = re.search(r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b", after)
+            if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
                 hits.append(rule)
                 break
     return hits
@@ -623,7 +627,7 @@ def match(stems: set[str], fact: Fact) -> tuple[float, set[str]]:
 
 
 def _best(
-    stems: set[str], facts, item_only: bool = False, denies: bool | None = None
+    stems: set[str], facts, item_only: bool = False, denies: bool | None = None, pol: set[str] | None = None
 ) -> tuple[float, Fact | None, set[str]]:
     """The best-matching fact; `item_only`: score by the share of the item explained (other conditions' facts
     must explain the item, not merely appear in it); ties go to a fact that agrees with `denies` ("not smoking"
@@ -635,6 +639,8 @@ def _best(
             score = weight(shared) / (weight(stems) or 1.0)
         if denies is not None and shared:
             score += 1e-3 * (f.negated == denies)
+        if pol is not None and shared:  # "low-salt diet" meets the prevention fact, not the cause "high salt"
+            score += 1e-3 * (not (pol and f.polar) or bool(pol & f.polar))
         if score > best:
             best, best_fact, shared_best = score, f, shared
     return best, best_fact, shared_best
@@ -688,7 +694,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             denies = negated(it.text, strict=True)
             caveat = denies or negated(it.text)
             pol = polarity(it.text)
-            s_own, f_own, _ = _best(stems, own, denies=denies)
+            s_own, f_own, _ = _best(stems, own, denies=denies, pol=pol)
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
             s_same, f_same, _ = _best(stems, same_other, item_only=True)
