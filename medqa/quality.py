@@ -345,6 +345,9 @@ def aggregate(rows: list[dict]) -> dict[str, float]:
     }
     for key in ("rep_2", "rep_3", "rep_4", "distinct_2", "invented_rate", "list_items"):
         out[key] = _mean([r[key] for r in rows])
+    for key in ("precision", "f1_at_k"):  # claim-level factuality (medqa.factuality); older rows lack it
+        out[key] = _mean([r.get(key) for r in rows])
+    out["harm_rate"] = _mean([bool(r["harms"]) if "harms" in r else None for r in rows])
     for flag in FLAGS:
         out[f"flag_{flag}"] = _mean([flag in r["flags"] for r in rows])
     return {k: v for k, v in out.items() if v is not None}

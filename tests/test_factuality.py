@@ -152,3 +152,12 @@ def test_labelled_set_scored_by_the_cli(tmp_path):
         bad = [s["quality"] for s in part if s["label"] == "bad"]
         assert _auc(good, bad) >= 0.97, (split, _auc(good, bad))
         assert max(bad) < 0.9 and min(good) >= 0.7, (split, max(bad), min(good))
+
+
+def test_aggregate_carries_precision_and_harm_rate():
+    from medqa.quality import aggregate
+
+    rows = [score("Increased thirst, frequent urination and fatigue.", "diabetes_early"),
+            score("Chest pain and sweating. Lie down at home and wait a day.", "heart_attack_signs")]  # fmt: skip
+    agg = aggregate(rows)
+    assert agg["precision"] == pytest.approx((1.0 + 2 / 3) / 2, abs=1e-3) and agg["harm_rate"] == 0.5

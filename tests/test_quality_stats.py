@@ -72,11 +72,11 @@ def test_self_comparison_fires_no_alarm_in_95_percent_of_trials():
         identical += _alarm(scores, dict(scores))
         noisy += _alarm(redecode(base, rng), redecode(base, rng))
     assert identical == 0
-    assert noisy / TRIALS <= 0.05, noisy  # measured: 5 of 200 (2.5%, the one-sided level of a 95% CI)
+    assert noisy / TRIALS <= 0.05, noisy  # measured: 7 of 200 (3.5%; the one-sided level of a 95% CI is 2.5%)
 
 
 def test_a_real_drop_fires():
-    """A drop of 0.1 in mean quality (the old alarm's margin) under the same decoding noise fires in >= 80%."""
+    """A drop of 0.1 in mean quality (the old margin) under the same decoding noise fires in >= 80% (measured 87%)."""
     rng = random.Random(7)
     fired = 0
     for _ in range(TRIALS // 2):
