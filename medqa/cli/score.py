@@ -1,12 +1,15 @@
 """Score answers from any model, without loading one: every quality metric, `quality` and `flags` per answer.
 
-    python -m medqa.score --answers answers.jsonl [--probes seed5] [--out scored.jsonl]
+    python -m medqa.score --answers answers.jsonl [--probes seed5] [--out scored.jsonl] [--allow-unmatched]
     python -m medqa.score --answers runs/<date>/<time>/probes.jsonl      # rescore a run's probe answers
 
 Each input line is {"question": str, "answer": str, "stopped": bool (optional)} or {"probe": id, "answer":
-...}; a run's probes.jsonl rows (probe_id, stopped_eos) work too. A question is matched to a probe of the set
-by its text (case and punctuation ignored), which brings that probe's facts spec. Writes one JSON line per
-input (the input's fields plus the metrics) to stdout or --out, and a summary table to stderr.
+...}; a run's probes.jsonl rows (probe_id, stopped_eos) work too. A question is matched to a probe by its text
+(case and punctuation ignored), among every shipped probe set (conf/probes/*.yaml) unless --probes names one;
+that brings the probe's facts spec and reference (medqa.quality.factuality). A question that matches no probe is an
+error naming its line (--allow-unmatched scores it on form and the harm rubric only). Writes one JSON line per
+input (the input's fields plus the metrics, the claim labels included) to stdout or --out, and a summary table
+to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 from medqa.core.errors import exit_on_error, json_lines
-from medqa.core.paths import QUALITY_DIR
+from medqa.core.paths import PROBES_DIR, QUALITY_DIR
 from medqa.quality.lexicon import corpus_words, words
 from medqa.quality.metrics import score_answer
 from medqa.quality.probe_specs import load_probe_set
@@ -41,9 +44,17 @@ def load_quality(name: str) -> QualitySettings:
     return QualitySettings(**values)
 
 
-def read_answers(path: Path, probes: list[Probe]) -> list[tuple[dict, Probe | None]]:
-    """Input rows paired with their probe (None when the question matches no probe of the set); every row is
-    checked before any is scored."""
+def all_probes() -> list[Probe]:
+    """Every probe of every shipped probe set (conf/probes/*.yaml), in file-name order."""
+    probes: list[Probe] = []
+    for path in sorted(PROBES_DIR.glob("*.yaml")):
+        probes += load_probe_set(path.stem)
+    return probes
+
+
+def read_answers(path: Path, probes: list[Probe], allow_unmatched: bool = True) -> list[tuple[dict, Probe | None]]:
+    """Input rows paired with their probe (None when the question matches no probe and `allow_unmatched`; an
+    error naming the line otherwise); every row is checked before any is scored."""
     if not path.is_file():
         raise FileNotFoundError(f"--answers {path}: no such file")
     by_id = {p.id: p for p in probes}
@@ -62,6 +73,11 @@ def read_answers(path: Path, probes: list[Probe]) -> list[tuple[dict, Probe | No
             probe = by_id[probe_id]
         else:
             probe = by_text.get(" ".join(words(str(row.get("question") or ""))))
+            if probe is None and not allow_unmatched:
+                raise ValueError(
+                    f"{path}:{n}: question {str(row.get('question') or '')[:80]!r} matches no probe question "
+                    f"(give --probes, or --allow-unmatched to score it without facts)"
+                )
         rows.append((row, probe))
     if not rows:
         raise ValueError(f"--answers {path}: no answers in the file")
@@ -70,14 +86,16 @@ def read_answers(path: Path, probes: list[Probe]) -> list[tuple[dict, Probe | No
 
 def summary_table(scored: list[dict]) -> str:
     """One line per answer: its probe, quality and the metrics behind it, then the mean quality."""
-    header = f"{'#':>3} {'probe':<24} {'quality':>7} {'eos':>4} {'rep_4':>5} {'items':>5} {'facts':>5}  flags"
+    header = f"{'#':>3} {'probe':<24} {'quality':>7} {'eos':>4} {'rep_4':>5} {'items':>5} {'facts':>5} {'prec':>5}"
+    header += "  flags"
     lines = [header, "-" * 80]
     for i, s in enumerate(scored, 1):
         eos = "—" if s["stopped_eos"] is None else ("yes" if s["stopped_eos"] else "no")
         facts = "—" if s["fact_recall"] is None else f"{s['fact_recall']:.2f}"
+        prec = "—" if s.get("precision") is None else f"{s['precision']:.2f}"
         lines.append(
             f"{i:>3} {str(s['probe_id'] or '—')[:24]:<24} {s['quality']:>7.3f} {eos:>4} {s['rep_4']:>5.2f} "
-            f"{s['list_items']:>5} {facts:>5}  {', '.join(s['flags']) or '—'}"
+            f"{s['list_items']:>5} {facts:>5} {prec:>5}  {', '.join(s['flags']) or '—'}"
         )
     mean = sum(s["quality"] for s in scored) / len(scored)
     lines.append(f"mean quality {mean:.3f} over {len(scored)} answers")
@@ -87,16 +105,20 @@ def summary_table(scored: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medqa.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", required=True, type=Path, help="JSONL file of answers")
-    parser.add_argument("--probes", default="seed5", help="probe set: conf/probes/NAME.yaml or a path (seed5)")
+    parser.add_argument("--probes", help="probe set: conf/probes/NAME.yaml or a path (default: every shipped set)")
+    parser.add_argument(
+        "--allow-unmatched", action="store_true", help="score questions that match no probe (form and rubric only)"
+    )
     parser.add_argument("--quality", default="default", help="conf/quality/NAME.yaml or a path (default)")
     parser.add_argument("--known-words", type=Path, help="text file of training text: its words are not invented")
     parser.add_argument("--out", type=Path, help="write the scored lines here instead of stdout (a new file)")
     args = parser.parse_args(argv)
 
-    probes, settings = load_probe_set(args.probes), load_quality(args.quality)
+    probes = load_probe_set(args.probes) if args.probes else all_probes()
+    settings = load_quality(args.quality)
     if args.out and args.out.exists():
         raise FileExistsError(f"--out {args.out} exists; choose a new file")
-    rows = read_answers(args.answers, probes)
+    rows = read_answers(args.answers, probes, allow_unmatched=args.allow_unmatched)
     known = frozenset(corpus_words([args.known_words.read_text(encoding="utf-8")])) if args.known_words else frozenset()
 
     scored = []

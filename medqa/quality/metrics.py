@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
+from medqa.quality.factuality import Reference, factuality, normalise, reference_for_probe, reference_stems
 from medqa.quality.lexicon import STOPWORDS, invented_terms, leaks, words
 from medqa.quality.probe_specs import find_phrases, phrase_pattern
 from medqa.settings.probes import Probe
@@ -23,6 +24,8 @@ FLAGS = (
     "invented_terms",
     "missing_facts",
     "forbidden_claim",
+    "unsupported_claims",
+    "harmful_advice",
     "template_leak",
     "platform_filler",
 )
@@ -123,12 +126,14 @@ def _stems(text: str) -> set[str]:
     return {w[:5] for w in words(text) if len(w) >= 4 and w not in STOPWORDS}
 
 
-def drift(items: list[str], probe: Probe) -> float:
+def drift(items: list[str], probe: Probe, facts: frozenset[str] = frozenset()) -> float:
     """Share of the last half of `items` with no content word (>= 4 letters, not a stop word; compared by
-    5-letter prefix) in common with the probe's question, expected facts and topic words."""
+    5-letter prefix) in common with the probe's question, expected facts and topic words, nor a lexicon stem
+    (medqa.quality.factuality.normalise) in common with the probe's reference facts (`facts`)."""
     topic = _stems(" ".join([probe.question, *(p for g in probe.expect for p in g), *probe.topic]))
     tail = items[len(items) // 2 :]
-    return sum(not (_stems(item) & topic) for item in tail) / len(tail) if tail else 0.0
+    off = [not (_stems(item) & topic) and not (facts and set(normalise(item)) & facts) for item in tail]
+    return sum(off) / len(tail) if tail else 0.0
 
 
 # --- facts -------------------------------------------------------------------------------------------------
@@ -166,17 +171,23 @@ def score_answer(
     probe: Probe | None = None,
     settings: QualitySettings | None = None,
     known_words: set[str] | frozenset[str] = frozenset(),
+    reference: Reference | None = None,
 ) -> dict:
     """Every metric of one answer, its `quality` in [0, 1] and its `flags`. `stopped_eos` None: unknown (no
     EOS component, no no_eos flag). `probe` gives facts, the expected list length and topic; `known_words`
-    are words (e.g. the run's training text) that are never counted as invented."""
+    are words (e.g. the run's training text) that are never counted as invented; `reference` (a held-out
+    question's, medqa.quality.heldout) replaces the probe's reference for the claim labels."""
     s = settings or QualitySettings()
     tokens = words(answer)
     units = segments(answer)
     items, ends_in_list = list_items(answer)
     drugs, invented = invented_terms(answer, known_words)
     template, filler = leaks(answer)
-    recall, missing, forbidden = fact_check(answer, probe) if probe else (None, [], [])
+    _, _, forbidden = fact_check(answer, probe) if probe else (None, [], [])
+    ref = reference if reference is not None else reference_for_probe(probe) if probe else None
+    fact = factuality(answer, ref, known_words)
+    recall, missing = fact["recall"], fact["facts_missing"]
+    forbidden = list(dict.fromkeys(forbidden + fact["wrong_claims"]))
     m = {
         "n_words": len(tokens),
         "n_tokens": n_tokens,
@@ -188,15 +199,25 @@ def score_answer(
         "repeat_run": max(repeat_run(units), repeat_run(items)),
         "loop_run": max(loop_run(units, s.loop_similarity), loop_run(items, s.loop_similarity)),
         "list_items": len(items),
-        "list_drift": drift(items, probe) if probe and len(items) >= s.drift_min_items else 0.0,
+        "list_drift": drift(items, probe, reference_stems(ref)) if probe and len(items) >= s.drift_min_items else 0.0,
         "drug_terms": drugs,
         "invented_terms": invented,
         "invented_rate": len(invented) / len(drugs) if drugs else 0.0,
         "fact_recall": recall,
         "facts_missing": missing,
-        "forbidden_claims": forbidden if probe and probe.forbid else None,
+        "forbidden_claims": forbidden if probe and (probe.forbid or fact["wrong_claims"]) else None,
         "template_leaks": template,
         "filler": filler,
+        "precision": fact["precision"],
+        "recall": recall,
+        "f1_at_k": fact["f1_at_k"],
+        "k": fact["k"],
+        "n_supported": fact["n_supported"],
+        "n_unsupported": fact["n_unsupported"],
+        "n_irrelevant": fact["n_irrelevant"],
+        "harm_points": fact["harm_points"],
+        "harms": fact["harms"],
+        "claims": fact["claims"],
     }
     max_items = probe.expected_items[1] * s.runaway_factor if probe and probe.expected_items else s.max_list_items
     runaway = (ends_in_list and stopped_eos is False and len(items) >= 3) or len(items) > max_items
@@ -210,6 +231,8 @@ def score_answer(
         "invented_terms": bool(invented),
         "missing_facts": recall is not None and recall < s.min_fact_recall,
         "forbidden_claim": bool(forbidden),
+        "unsupported_claims": bool(fact["n_unsupported"]),
+        "harmful_advice": bool(fact["harms"]),
         "template_leak": bool(template),
         "platform_filler": bool(filler),
     }
@@ -227,11 +250,15 @@ def quality_score(m: dict, s: QualitySettings) -> float:
                 lists      = 0 on a runaway list, else 1
                 template   = 0 when chat-template text leaks, else 1
                 filler     = 0 with platform filler, else 1
-    content = min(1, fact_recall / min_fact_recall)   (1 when the probe has no expect)
-              x (1 - forbidden_penalty if a forbidden claim is made)
+    content = min(1, max(recall / min_fact_recall, S / K))   (1 when there is no reference; S / K: R@K)
+              x precision ** precision_power         (precision = S / (S + U) of the labelled claims,
+                                                      medqa.quality.factuality; 1 when no claim is checkable)
+              x (1 - forbidden_penalty if a forbidden or known wrong claim is made)
               x (1 - invented_penalty if an invented drug-like name appears)
+              x max(0, 1 + harm_points / harm_scale)  (HealthBench-style negative rubric points, <= 0)
               x min(1, n_words / min_words)
-    A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form."""
+    A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form, and
+    one wrong item among right ones costs (1 - P^2): 1 of 5 -> x0.64, 1 of 10 -> x0.81."""
     if "empty" in m["flags"]:
         return 0.0
     c = {
@@ -244,7 +271,11 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     used = {k: v for k, v in c.items() if v is not None and s.weights[k] > 0}
     total = sum(s.weights[k] for k in used)
     form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
-    content = 1.0 if m["fact_recall"] is None else min(1.0, m["fact_recall"] / s.min_fact_recall)
+    # Complete enough: half the expected facts, or K supported items (VeriScore's R@K), whichever is higher.
+    r_k = min(1.0, m.get("n_supported", 0) / m["k"]) if m.get("k") else 0.0
+    content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
+    content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
+    content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
     content *= (1 - s.forbidden_penalty) if m["forbidden_claims"] else 1.0
     content *= (1 - s.invented_penalty) if m["invented_terms"] else 1.0
     content *= min(1.0, m["n_words"] / s.min_words)
@@ -271,6 +302,9 @@ def aggregate(rows: list[dict]) -> dict[str, float]:
     }
     for key in ("rep_2", "rep_3", "rep_4", "distinct_2", "invented_rate", "list_items"):
         out[key] = _mean([r[key] for r in rows])
+    for key in ("precision", "f1_at_k"):  # claim-level factuality (medqa.quality.factuality); older rows lack it
+        out[key] = _mean([r.get(key) for r in rows])
+    out["harm_rate"] = _mean([bool(r["harms"]) if "harms" in r else None for r in rows])
     for flag in FLAGS:
         out[f"flag_{flag}"] = _mean([flag in r["flags"] for r in rows])
     return {k: v for k, v in out.items() if v is not None}

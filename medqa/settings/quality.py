@@ -28,6 +28,8 @@ class QualitySettings:
     forbidden_penalty: float = 0.6  # share of quality lost when a forbidden claim is made
     invented_penalty: float = 0.4  # share of quality lost when an invented drug-like name appears
     min_words: int = 8  # shorter answers lose quality in proportion
+    precision_power: float = 2.0  # content x precision ** this (S / (S + U) of the answer's claims)
+    harm_scale: float = 10.0  # content x max(0, 1 + harm points / this); rubric points are negative
     divergence_margin: float = 0.1  # quality drop (absolute) that, with a better eval loss, raises the alarm
     divergence_against: str = "best"  # best: the best loss/quality so far; previous: the previous eval
 
@@ -41,6 +43,11 @@ class QualitySettings:
         for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"quality.{key}={getattr(self, key)}: must be in [0, 1]")
+        if self.precision_power < 0 or self.harm_scale <= 0:
+            raise ValueError(
+                f"quality.precision_power must be >= 0 and quality.harm_scale > 0, got "
+                f"{self.precision_power}, {self.harm_scale}"
+            )
         if self.divergence_against not in {"best", "previous"}:
             raise ValueError(f"quality.divergence_against={self.divergence_against!r}: expected best or previous")
 
