@@ -80,7 +80,8 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     from medqa.config.build import settings_from_cfg
     from medqa.training.run import finetune
 
-    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
+    # 16 held-out questions keep the fixture quick; the default set (86) is checked in tests/test_heldout.py.
+    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48", "quality.heldout_questions=16"])
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     watcher = WeightWatcher()
     summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
