@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medqa.checks import validate_settings
+from medqa.cpu_precision import precision_record, training_precision
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import generation_is_collective, is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
@@ -89,6 +90,7 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
 
     if train.precision not in {"fp32", "bf16", "fp16"}:
         raise ValueError(f"train.precision={train.precision!r}: expected fp32, bf16 or fp16")
+    precision = training_precision(train.precision, on_gpu=torch.cuda.is_available())  # no emulated CPU bf16
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
@@ -115,7 +117,7 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
         save_total_limit=train.save_total_limit,
         optim=train.optim,
         gradient_checkpointing=train.gradient_checkpointing,
-        bf16=train.precision == "bf16",  # TRL defaults to bf16=True, which fails on CPU
+        bf16=precision == "bf16",  # TRL defaults to bf16=True, which fails on CPU
         fp16=train.precision == "fp16",
         seed=train.seed,
         data_seed=train.seed,
@@ -297,6 +299,10 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
             "labels": labels,
             "settings": redact(asdict(settings)),
             "versions": _versions(),
+            # How the numbers were computed: the precision actually used and the CPU's kernel level.
+            "compute": precision_record(
+                settings.train.precision, "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
+            ),
         }
         summary["plot"] = str(plot_run(trainer.state.log_history, summary["evals"], run_dir / "curves.png"))
         final = summary["evals"][-1]
