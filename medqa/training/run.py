@@ -200,7 +200,7 @@ def finish_run(state: RunState) -> dict:
     # On the weights that are kept; generating is rank 0's job unless the weights are sharded (FSDP).
     determinism = None
     if is_main_process() or generation_is_collective(trainer.model):
-        determinism = recorder.check_determinism(trainer.model, state.tokenizer)
+        determinism = recorder.check_determinism(trainer.model, state.tokenizer, selected["step"])
     adapter_dir = state.run_dir / "adapter"
     trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
     evals = eval_table(trainer.state.log_history, recorder)  # eval metrics are gathered: same on all ranks
