@@ -120,6 +120,7 @@ def run_row(
     (t0, n0), (t1, n1) = clock.marks[warmup], clock.marks[warmup + steps]
     tok_s = (n1 - n0) / (t1 - t0)
     peak = common.peak_flops()
+    gpus = int(os.environ.get("WORLD_SIZE", "1"))
     if profile:
         wall = clock.marks[warmup + steps + profiled][0] - t1
         _write_profile(clock.profiler, profile / f"{name}.txt", wall, profiled)
@@ -129,7 +130,9 @@ def run_row(
         "tokens_per_s": round(tok_s),
         "tokens_per_step": round((n1 - n0) / steps),
         "seconds_per_step": round((t1 - t0) / steps, 3),
-        "useful_mfu": round(4 * n_params * tok_s / peak, 4) if peak else None,
+        # tokens are counted over every rank under torchrun (ddp_scaling.py): the peak is all GPUs' together
+        "useful_mfu": common.useful_mfu(n_params, tok_s, peak, gpus),
+        "gpus": gpus,
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "params": n_params,
         "trainable": trainable,
