@@ -62,6 +62,8 @@ class TrainSettings:
     attn_implementation: str | None = None  # the attention kernel while training (e.g. flex_attention); None: model's
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
+    fused_blocks: bool = False  # q/k/v as one node, the MLP as one node (medqa.fused_blocks): same function
+    flash_varlen: bool = False  # FlashAttention-2 varlen on padding-free packs while training (medqa.varlen_attention)
     torch_compile: bool = False
     compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes); 32% slower on an H100
     seed: int = 42
@@ -175,6 +177,14 @@ def build_trainer(
         from medqa.fused_lora import fuse_lora_layers
 
         fuse_lora_layers(trainer.model)
+    if train.fused_blocks:
+        from medqa.fused_blocks import fuse_lora_blocks
+
+        fuse_lora_blocks(trainer.model)
+    if train.flash_varlen:
+        from medqa.varlen_attention import use_flash_varlen
+
+        use_flash_varlen(trainer.model)
     if train.compile_layers:
         compile_decoder_layers(trainer.model)
     return trainer

@@ -1,0 +1,182 @@
+"""The LoRA and attention levers of issue 19 one at a time, on the decoder stack alone: a random-weight model of a
+real shape with PEFT LoRA r16/α32 on all 7 projections, one padding-free pack of 16 examples (120-512 tokens
+each, as train_throughput.py), forward + backward of the backbone, timed with CUDA events. Prints a table.
+
+    python benchmarks/block_levers.py                          # Llama-3.2-3B shape, on a GPU
+    python benchmarks/block_levers.py --shape toy --variants peft,fused_lora,fused_blocks --iters 2  # CPU try-out
+
+Variants: PEFT's own LoRA forward; `train.fused_lora` (one node a projection); + `train.fused_blocks` (q/k/v one
+node, the MLP one node); each with transformers' flex attention or `train.flash_varlen` (FlashAttention-2 varlen).
+Before timing, each variant's loss and LoRA gradients (dropout 0) are compared with PEFT + flex: relative error
+of the loss and the worst LoRA gradient (bf16: ~1e-2 is rounding). The LM head and optimizer are left out (the
+same in every variant); train_throughput.py times whole steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+VARIANTS = ["peft", "fused_lora", "fused_blocks", "peft+flash", "fused_lora+flash", "fused_blocks+flash"]
+
+
+def _reset(model) -> None:
+    """Undo every per-instance forward that a lever bound (back to the classes' own forwards)."""
+    for module in model.modules():
+        if "forward" in module.__dict__:
+            del module.__dict__["forward"]
+
+
+def _apply(model, variant: str) -> None:
+    from medqa.fused_blocks import fuse_lora_blocks
+    from medqa.fused_lora import fuse_lora_layers
+    from medqa.varlen_attention import use_flash_varlen
+
+    _reset(model)
+    if variant.startswith(("fused_lora", "fused_blocks")):
+        fuse_lora_layers(model)
+    if variant.startswith("fused_blocks"):
+        fuse_lora_blocks(model)
+    if variant.endswith("+flash"):
+        use_flash_varlen(model)
+
+
+def _pack(n: int, vocab: int, seed: int = 0) -> tuple[list[int], dict]:
+    rng = random.Random(seed)
+    lens = [rng.randint(120, 512) for _ in range(n)]
+    import torch
+
+    ids = torch.randint(5, vocab, (1, sum(lens)))
+    pos = torch.cat([torch.arange(x) for x in lens])[None]
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int32)
+    return lens, {"input_ids": ids, "position_ids": pos, "cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
+                  "max_length_q": max(lens), "max_length_k": max(lens), "use_cache": False}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", default="llama32_3b", choices=sorted(common.SHAPES))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--dropouts", default="0.05,0.0", help="LoRA dropout rates timed (each variant, each rate)")
+    parser.add_argument("--examples", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from medqa.modeling import LoraSettings, lora_config
+
+    cuda = torch.cuda.is_available()
+    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    attn = "flex_attention" if cuda else "sdpa"  # CPU flex has no backward
+    config = LlamaConfig(**common.SHAPES[args.shape], max_position_embeddings=8192, rope_theta=500000.0,
+                         attn_implementation=attn, dtype=dtype)  # fmt: skip
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype)
+    lora = LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=list(common.ALL_PROJECTIONS))
+    model = get_peft_model(model, lora_config(lora))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)  # a trained adapter is not zero
+    backbone = model.base_model.model.model
+    lens, batch = _pack(args.examples, min(config.vocab_size, 4096))
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    tokens = sum(lens)
+    lora_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+
+    def step() -> torch.Tensor:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+            hidden = backbone(**batch).last_hidden_state
+        loss = hidden.float().square().mean()
+        loss.backward()
+        return loss.detach()
+
+    def set_dropout(p: float) -> None:
+        for m in dropouts:
+            m.p = p
+
+    model.train()
+    reference = None
+    results = []
+    for variant in args.variants.split(","):
+        if variant.endswith("+flash") and not cuda:
+            continue
+        try:
+            _apply(model, variant)
+            set_dropout(0.0)
+            model.zero_grad(set_to_none=True)
+            loss = step()
+            grads = {n: p.grad.float().clone() for n, p in lora_params}
+            if reference is None:
+                reference = (loss, grads)
+            check = {
+                "loss_rel_err": abs(loss.item() - reference[0].item()) / abs(reference[0].item()),
+                "worst_grad_rel_err": max(
+                    ((g - reference[1][n]).norm() / reference[1][n].norm()).item() for n, g in grads.items()
+                ),
+            }
+            del grads
+            for p in [float(x) for x in args.dropouts.split(",")]:
+                set_dropout(p)
+                times = []
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                for i in range(args.warmup + args.iters):
+                    model.zero_grad(set_to_none=True)
+                    if cuda:
+                        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                        start.record()
+                    else:
+                        import time
+
+                        t0 = time.perf_counter()
+                    step()
+                    if cuda:
+                        end.record()
+                        torch.cuda.synchronize()
+                        ms = start.elapsed_time(end)
+                    else:
+                        ms = 1e3 * (time.perf_counter() - t0)
+                    if i >= args.warmup:
+                        times.append(ms)
+                med = statistics.median(times)
+                row = {
+                    "variant": variant, "dropout": p, "ms": round(med, 2),
+                    "ms_spread": [round(min(times), 2), round(max(times), 2)],
+                    "backbone_tok_s": round(tokens / med * 1e3),
+                    "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+                    "tokens": tokens, **{k: float(f"{v:.2e}") for k, v in check.items()},
+                }  # fmt: skip
+                print(json.dumps(row), flush=True)
+                results.append(row)
+        except Exception as err:  # a failing variant is a row of the table, not the end of it
+            results.append({"variant": variant, "error": f"{type(err).__name__}: {err}"[:400]})
+            print(json.dumps(results[-1]), flush=True)
+    _reset(model)
+    common.write_json(args.json, {"shape": args.shape, "tokens": tokens, "results": results})
+    base = {r["dropout"]: r["ms"] for r in results if r.get("variant") == "fused_lora" and "ms" in r}
+    head = f"{'ms':>9}{'vs fused_lora':>15}{'tok/s':>9}{'GiB':>7}{'loss err':>10}{'grad err':>10}"
+    print(f"\n{'variant':<22}{'p':>6}{head}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['variant']:<22}  failed: {r['error']}")
+            continue
+        gain = f"{base[r['dropout']] / r['ms'] - 1:+.1%}" if r["dropout"] in base else "-"
+        print(f"{r['variant']:<22}{r['dropout']:>6}{r['ms']:>9.1f}{gain:>15}{r['backbone_tok_s']:>9,}"
+              f"{r['peak_gib'] or 0:>7.1f}{r['loss_rel_err']:>10.1e}{r['worst_grad_rel_err']:>10.1e}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
