@@ -59,6 +59,64 @@ def _pack(n: int, vocab: int, seed: int = 0) -> tuple[list[int], dict]:
                   "max_length_q": max(lens), "max_length_k": max(lens), "use_cache": False}  # fmt: skip
 
 
+def check_attention(shape: str, examples: int) -> list[dict]:
+    """Output and q/k/v gradients of transformers' flex path and of the FlashAttention-2 varlen path on one
+    packed batch of the shape's heads, against causal attention per example in fp32 (relative errors)."""
+    import torch
+    from transformers.integrations.flex_attention import flex_attention_forward
+    from transformers.masking_utils import create_causal_mask
+
+    from medqa.varlen_attention import flash_varlen_attention
+
+    s = common.SHAPES[shape]
+    lens, batch = _pack(examples, 100)
+    cu, n = batch["cu_seq_lens_q"].cuda(), sum(lens)
+    torch.manual_seed(1)
+    q = torch.randn(1, s["num_attention_heads"], n, s["head_dim"], device="cuda")
+    k, v = (torch.randn(1, s["num_key_value_heads"], n, s["head_dim"], device="cuda") for _ in range(2))
+    grad = torch.randn(1, n, s["num_attention_heads"], s["head_dim"], device="cuda")
+    scale = s["head_dim"] ** -0.5
+
+    def run(fn):
+        leaves = [t.detach().to(torch.bfloat16).requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(grad.to(out.dtype))
+        return [out.float(), *(t.grad.float() for t in leaves)]
+
+    def reference(q_, k_, v_):
+        out = torch.empty(1, n, q_.shape[1], q_.shape[3], device="cuda")
+        qf, kf, vf = (t.float() for t in (q_, k_, v_))
+        for a, b in zip(cu[:-1].tolist(), cu[1:].tolist(), strict=True):
+            o = torch.nn.functional.scaled_dot_product_attention(
+                qf[:, :, a:b], kf[:, :, a:b], vf[:, :, a:b], is_causal=True, scale=scale, enable_gqa=True
+            )
+            out[:, a:b] = o.transpose(1, 2)
+        return out
+
+    class Module(torch.nn.Module):
+        training = True
+
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(**s, attn_implementation="flex_attention")
+    embeds = torch.zeros(1, n, 8, device="cuda", dtype=torch.bfloat16)
+    mask = create_causal_mask(config=config, inputs_embeds=embeds, attention_mask=None, past_key_values=None,
+                              position_ids=batch["position_ids"].cuda())  # fmt: skip
+    flex = lambda q_, k_, v_: flex_attention_forward(Module(), q_, k_, v_, mask, scaling=scale)[0]  # noqa: E731
+    flash = lambda q_, k_, v_: flash_varlen_attention(  # noqa: E731
+        Module(), q_, k_, v_, None, scaling=scale, cu_seq_lens_q=cu, max_length_q=max(lens)
+    )[0]
+    ref = run(reference)
+    rows = []
+    for name, fn in (("flex", flex), ("flash_varlen", flash)):
+        got = run(fn)
+        errs = [((g - r).norm() / r.norm()).item() for g, r in zip(got, ref, strict=True)]
+        named = {f"{x}_rel_err": float(f"{e:.2e}") for x, e in zip("oqkv", errs, strict=True)}
+        rows.append({"attention": name, **named})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="llama32_3b", choices=sorted(common.SHAPES))
@@ -68,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--check-attention", action="store_true", help="only compare flex and flash with fp32")
     args = parser.parse_args(argv)
+    if args.check_attention:
+        common.write_json(args.json, {"shape": args.shape, "attention": check_attention(args.shape, args.examples)})
+        return
 
     import torch
     from peft import get_peft_model

@@ -45,8 +45,13 @@ ROWS = {
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
     "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
-    "b_peft": [*GPU, "train.fused_lora=false"],  # PEFT's own LoRA forward (b before medqa.fused_lora)
-    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false"],
+    # PEFT's own LoRA forward with flex attention: what TRL + PEFT with padding-free packing gives a user
+    "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
+    # issue 19's levers, each taken out of b (train=gpu) again
+    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false"],  # b as issue 7 left it
+    "b_noflash": [*GPU, "train.flash_varlen=false"],
+    "b_noblocks": [*GPU, "train.fused_blocks=false"],
+    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],
