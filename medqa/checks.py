@@ -198,7 +198,6 @@ def validate_settings(settings) -> None:
     need(t.precision in PRECISIONS, "train.precision", t.precision, f"expected one of {sorted(PRECISIONS)}")
     need(t.precision != "fp16" or _cuda_available(), "train.precision", t.precision, "fp16 needs a CUDA GPU")
     need(not t.flash_varlen or t.padding_free, "train.flash_varlen", True, "needs train.padding_free=true")
-    need(not t.flash_varlen or _cuda_available(), "train.flash_varlen", True, "FlashAttention needs a CUDA GPU")
     if t.max_length >= 1:
         floor = prompt_token_floor(d.system_prompt)
         need(

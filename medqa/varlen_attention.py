@@ -5,7 +5,7 @@ transformers' flex path repeats K and V to the query heads when their count is n
 has 24 query heads over 8 KV heads: two extra copies a layer and pass); the varlen kernel reads the 8 KV heads
 as they are (native GQA) and keeps examples apart through the cumulative sequence lengths that TRL's
 padding-free collator already passes (`cu_seq_lens_q`, `max_length_q`), so no mask is built either. Used only
-for a training forward over a packed batch; evaluation and generation keep the model's own attention."""
+for a training forward over a packed batch on CUDA; evaluation, generation and CPU keep the model's attention."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def register() -> None:
 
 def _switching_forward(self, *args, **kwargs):
     """The backbone's forward with NAME as its attention while training on a packed batch, else unchanged."""
-    packed = kwargs.get("cu_seq_lens_q") is not None and kwargs.get("max_length_q") is not None
+    cu = kwargs.get("cu_seq_lens_q")
+    # FlashAttention runs on CUDA only: elsewhere (a CPU try-out of train=gpu) the configured attention stays
+    packed = cu is not None and cu.is_cuda and kwargs.get("max_length_q") is not None
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
     if not (self.training and packed and cache is None):
         return type(self).forward(self, *args, **kwargs)
