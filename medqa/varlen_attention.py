@@ -58,11 +58,15 @@ def register() -> None:
     AttentionInterface.register(NAME, flash_varlen_attention)
 
 
+def _on_cuda(t: torch.Tensor) -> bool:
+    return t.is_cuda
+
+
 def _switching_forward(self, *args, **kwargs):
     """The backbone's forward with NAME as its attention while training on a packed batch, else unchanged."""
     cu = kwargs.get("cu_seq_lens_q")
     # FlashAttention runs on CUDA only: elsewhere (a CPU try-out of train=gpu) the configured attention stays
-    packed = cu is not None and cu.is_cuda and kwargs.get("max_length_q") is not None
+    packed = cu is not None and _on_cuda(cu) and kwargs.get("max_length_q") is not None
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
     if not (self.training and packed and cache is None):
         return type(self).forward(self, *args, **kwargs)

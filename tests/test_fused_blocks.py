@@ -187,7 +187,7 @@ def test_flash_varlen_plumbing_gives_the_packed_loss(compose_small, base_dir, mo
         return _segment_attention(q, k, v, cu_seqlens, max_len, scale)
 
     monkeypatch.setattr(varlen_attention._FlashVarlen, "apply", kernel)
-    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda t: True))  # the switch is for CUDA batches
+    monkeypatch.setattr(varlen_attention, "_on_cuda", lambda t: True)  # the switch is for CUDA batches only
     assert varlen_attention.use_flash_varlen(model) == 1
     loss, grads = _loss_and_grads(model, packed, seed=1)
     assert len(calls) == model.config.num_hidden_layers and calls[0][0] == sum(lens)
