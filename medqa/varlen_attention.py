@@ -46,9 +46,13 @@ def flash_varlen_attention(
     cu, max_len = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
     if cu is None or max_len is None or query.shape[0] != 1 or dropout:
         raise ValueError(f"{NAME} needs one padding-free row with cu_seq_lens_q/max_length_q and no attention dropout")
-    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (T, H, D)
+    # The kernel takes bf16/fp16 only: a QLoRA model (norms upcast to fp32) computes attention in autocast's dtype
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"{NAME} computes in bf16 or fp16, not {dtype}: train with train.precision=bf16")
+    q, k, v = (t[0].transpose(0, 1).to(dtype).contiguous() for t in (query, key, value))  # (T, H, D)
     out = _FlashVarlen.apply(q, k, v, cu.to(device=q.device, dtype=torch.int32), int(max_len), scaling)
-    return out.unsqueeze(0), None
+    return out.unsqueeze(0).to(query.dtype), None
 
 
 def register() -> None:
