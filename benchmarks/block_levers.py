@@ -183,11 +183,12 @@ def main(argv: list[str] | None = None) -> None:
             grads = {n: p.grad.float().clone() for n, p in lora_params}
             if reference is None:
                 reference = (loss, grads)
+            errs = {n: ((g - reference[1][n]).norm() / reference[1][n].norm()).item() for n, g in grads.items()}
+            worst = max(errs, key=errs.get)
             check = {
                 "loss_rel_err": abs(loss.item() - reference[0].item()) / abs(reference[0].item()),
-                "worst_grad_rel_err": max(
-                    ((g - reference[1][n]).norm() / reference[1][n].norm()).item() for n, g in grads.items()
-                ),
+                "worst_grad_rel_err": errs[worst],
+                "median_grad_rel_err": statistics.median(errs.values()),
             }
             del grads
             for p in [float(x) for x in args.dropouts.split(",")]:
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     "ms_spread": [round(min(times), 2), round(max(times), 2)],
                     "backbone_tok_s": round(tokens / med * 1e3),
                     "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-                    "tokens": tokens, **{k: float(f"{v:.2e}") for k, v in check.items()},
+                    "tokens": tokens, "worst_grad_param": worst, **{k: float(f"{v:.2e}") for k, v in check.items()},
                 }  # fmt: skip
                 print(json.dumps(row), flush=True)
                 results.append(row)

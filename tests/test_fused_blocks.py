@@ -199,9 +199,13 @@ def test_flash_varlen_plumbing_gives_the_packed_loss(compose_small, base_dir, mo
     assert len(calls) == model.config.num_hidden_layers  # evaluation did not use it
 
 
-def test_train_settings_carry_the_new_levers(compose):
+def test_gpu_preset_takes_both_levers_and_the_others_can_turn_them_off(compose):
     from medqa.config import settings_from_cfg
 
-    train = settings_from_cfg(compose(["train=gpu", "train.fused_blocks=true", "train.flash_varlen=true"])).train
-    assert train.fused_blocks and train.flash_varlen
+    train = settings_from_cfg(compose(["train=gpu"])).train
+    assert train.fused_blocks and train.fused_lora and train.padding_free and not train.flash_varlen
+    other = settings_from_cfg(compose(["train=gpu", "train.fused_blocks=false", "train.flash_varlen=true"])).train
+    assert other.flash_varlen and not other.fused_blocks
+    seed = settings_from_cfg(compose(["train=seed_t4"])).train
+    assert not (seed.fused_blocks or seed.flash_varlen)
     assert dataclasses.replace(train, fused_blocks=False).fused_lora
