@@ -48,7 +48,7 @@ def flash_varlen_attention(
         raise ValueError(f"{NAME} needs one padding-free row with cu_seq_lens_q/max_length_q and no attention dropout")
     # The kernel takes bf16/fp16 only: a QLoRA model (norms upcast to fp32) computes attention in autocast's dtype
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
-    if dtype not in (torch.bfloat16, torch.float16):
+    if query.is_cuda and dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"{NAME} computes in bf16 or fp16, not {dtype}: train with train.precision=bf16")
     q, k, v = (t[0].transpose(0, 1).to(dtype).contiguous() for t in (query, key, value))  # (T, H, D)
     out = _FlashVarlen.apply(q, k, v, cu.to(device=q.device, dtype=torch.int32), int(max_len), scaling)

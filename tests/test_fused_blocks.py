@@ -174,7 +174,8 @@ def test_flash_varlen_plumbing_gives_the_packed_loss(compose_small, base_dir, mo
     ids = torch.randint(5, 200, (1, sum(lens)))
     pos = torch.cat([torch.arange(n) for n in lens])[None]
     cu = torch.tensor([0, 5, 14, 17], dtype=torch.int32)
-    batch = {"input_ids": ids, "position_ids": pos, "labels": ids.clone()}
+    # use_cache=False as TRL passes it: with a cache transformers does not look for packed sequences
+    batch = {"input_ids": ids, "position_ids": pos, "labels": ids.clone(), "use_cache": False}
     packed = {**batch, "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": 9, "max_length_k": 9}
     for param in (p for n, p in model.named_parameters() if "lora_B" in n):
         param.data.normal_(0, 0.02)
