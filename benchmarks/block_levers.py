@@ -34,9 +34,9 @@ def _reset(model) -> None:
 
 
 def _apply(model, variant: str) -> None:
-    from medqa.fused_blocks import fuse_lora_blocks
-    from medqa.fused_lora import fuse_lora_layers
-    from medqa.varlen_attention import use_flash_varlen
+    from medqa.model.fused_blocks import fuse_lora_blocks
+    from medqa.model.fused_lora import fuse_lora_layers
+    from medqa.model.varlen_attention import use_flash_varlen
 
     _reset(model)
     if variant.startswith(("fused_lora", "fused_blocks")):
@@ -66,7 +66,7 @@ def check_attention(shape: str, examples: int) -> list[dict]:
     from transformers.integrations.flex_attention import flex_attention_forward
     from transformers.masking_utils import create_causal_mask
 
-    from medqa.varlen_attention import flash_varlen_attention
+    from medqa.model.varlen_attention import flash_varlen_attention
 
     s = common.SHAPES[shape]
     lens, batch = _pack(examples, 100)
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     from peft import get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from medqa.modeling import LoraSettings, lora_config
+    from medqa.model.loading import lora_config
+    from medqa.settings.model import LoraSettings
 
     cuda = torch.cuda.is_available()
     device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)

@@ -29,8 +29,8 @@ def run_variant(settings, changes: dict, steps: int, out: str) -> dict:
     import torch
     from datasets import Dataset
 
-    from medqa.finetune import build_trainer
-    from medqa.modeling import load_base, lora_b_movement
+    from medqa.model.loading import load_base, lora_b_movement
+    from medqa.training.run import build_trainer
 
     answer = "Question {i}: what treats anemia? Answer: oral iron, {n} times a day. "
     rows = [{"text": answer.format(i=i, n=i % 3 + 1) * (1 + i % 5)} for i in range(400)]
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     parser.add_argument("--shape", help="a random-weight model of this benchmark shape instead")
     args = parser.parse_args(argv)
-    from medqa.config import compose_config, settings_from_cfg
+    from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
 
     model = []
     if args.shape:

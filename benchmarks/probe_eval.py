@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from peft import get_peft_model
 
-    from medqa.config import compose_config, settings_from_cfg
-    from medqa.generation import generate_answers, generation_config
-    from medqa.modeling import load_base, lora_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
+    from medqa.model.generation import generate_answers, generation_config
+    from medqa.model.loading import load_base, lora_config
 
     ckpt = common.random_checkpoint(args.shape, args.root)
     cfg = compose_config(
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     system = [{"role": "system", "content": settings.data.system_prompt}]
     chats = [[*system, {"role": "user", "content": p.question}] for p in settings.probes]
     if args.questions:  # a batched eval of held-out questions (one generate call), cycled to the count asked
-        from medqa.data import build_datasets
+        from medqa.data.mix import build_datasets
 
         held_out = [row["prompt"] for row in build_datasets(settings.data)[1]]
         chats = [held_out[i % len(held_out)] for i in range(args.questions)]

@@ -29,7 +29,7 @@ def _training_batch(tokenizer) -> dict:
 
 def _counting(monkeypatch) -> dict:
     """Count the calls of the two block nodes (a fallback would pass every comparison trivially)."""
-    from medqa import fused_blocks
+    from medqa.model import fused_blocks
 
     calls = {"qkv": 0, "mlp": 0}
     for key, node in (("qkv", fused_blocks._SharedInputLora), ("mlp", fused_blocks._LoraSwiGLU)):
@@ -44,8 +44,8 @@ def _counting(monkeypatch) -> dict:
 
 
 def _fuse_all(model) -> tuple[int, int]:
-    from medqa.fused_blocks import fuse_lora_blocks
-    from medqa.fused_lora import fuse_lora_layers
+    from medqa.model.fused_blocks import fuse_lora_blocks
+    from medqa.model.fused_lora import fuse_lora_layers
 
     fuse_lora_layers(model)
     return fuse_lora_blocks(model)
@@ -60,7 +60,7 @@ def _assert_same(loss, grads, loss_ref, grads_ref):
 
 
 def test_whole_blocks_match_peft_loss_and_every_gradient(compose_small, base_dir, monkeypatch):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model, tokenizer = _lora_model(settings, dropout=0.0)
@@ -77,7 +77,7 @@ def test_whole_blocks_match_peft_loss_and_every_gradient(compose_small, base_dir
 def test_with_dropout_q_k_v_share_one_mask_and_gate_up_another(compose_small, base_dir, monkeypatch):
     """p = 0.05 (the seed's): the fused blocks draw one mask for q, k, v and one for gate, up (o and down their
     own); PEFT given exactly those masks computes the same loss and gradients."""
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     p = 0.05
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
@@ -113,7 +113,7 @@ def test_with_dropout_q_k_v_share_one_mask_and_gate_up_another(compose_small, ba
 
 
 def test_blocks_fall_back_in_eval_and_with_the_adapter_off(compose_small, base_dir):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model, tokenizer = _lora_model(settings)
@@ -135,7 +135,7 @@ def test_blocks_fall_back_in_eval_and_with_the_adapter_off(compose_small, base_d
 def test_trainer_with_fused_blocks_follows_the_fused_lora_losses(compose_small, base_dir, tmp_path):
     """Four optimizer steps through medqa's trainer (padding-free, dropout 0): the same loss curve as fused_lora,
     and B moved from its zero start."""
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.padding_free=true"]
     settings = settings_from_cfg(compose_small(overrides))
@@ -163,9 +163,9 @@ def test_flash_varlen_plumbing_gives_the_packed_loss(compose_small, base_dir, mo
     keeps sdpa. The kernel itself is checked against flex on the GPU (benchmarks/block_levers.py)."""
     from peft import get_peft_model
 
-    from medqa import varlen_attention
-    from medqa.config import settings_from_cfg
-    from medqa.modeling import load_base, lora_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.model import varlen_attention
+    from medqa.model.loading import load_base, lora_config
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model = get_peft_model(load_base(settings.model, settings.quant, "sdpa")[0], lora_config(settings.lora))
@@ -201,7 +201,7 @@ def test_flash_varlen_plumbing_gives_the_packed_loss(compose_small, base_dir, mo
 
 
 def test_gpu_preset_takes_both_levers_and_the_others_can_turn_them_off(compose):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     train = settings_from_cfg(compose(["train=gpu"])).train
     assert train.fused_blocks and train.fused_lora and train.padding_free and not train.flash_varlen
