@@ -38,6 +38,14 @@ def peak_flops() -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
+def useful_mfu(n_params: int, tokens_per_s: float, peak: float | None, gpus: int = 1) -> float | None:
+    """Useful model FLOP utilisation: 4·N FLOPs a token (forward 2N + input-gradient backward 2N; the frozen base
+    needs no weight gradient) at `tokens_per_s` summed over `gpus` GPUs, over the peak of all of them."""
+    if not peak:
+        return None
+    return round(4 * n_params * tokens_per_s / (peak * gpus), 4)
+
+
 def random_checkpoint(shape: str, root: Path) -> Path:
     """Save (once) a Llama model of `shape` with random bf16 weights and a Llama-3-format tokenizer, so the
     harness loads it through its own path (`model.source=hub model.name_or_path=<folder>`)."""

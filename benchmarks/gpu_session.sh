@@ -5,6 +5,9 @@
 #   bash benchmarks/gpu_session.sh e2e     # python -m medqa.train end to end: tiny default and the 3B shape
 #   bash benchmarks/gpu_session.sh learn   # does each lever still train the adapter? (tiny model, ~3 min)
 # Results go to $OUT (or ./gpu-out): JSON, logs and the e2e runs' run.json / probes.jsonl.
+# A helper's branch on that machine: the device tool sends the session's own checkout (/work/main), so carry a
+# `git archive` of the branch and the wheels in a folder that checkout ignores, unpack it and run from there
+# (RESULTS.md, 2026-12-01). Time single rows with >= 20 steps: 6-8 steps vary by +-10% or more.
 set -uo pipefail
 stage=${1:?train, probe, e2e or learn}
 out=${OUT:-gpu-out}

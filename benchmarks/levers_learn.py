@@ -4,7 +4,9 @@ and time. A lever that is fast because no gradient reaches the adapter shows |B|
 timing a new lever (benchmarks/RESULTS.md, 2026-11-27 third session: compile_layers with the fused branch).
 
     python benchmarks/levers_learn.py                    # on the GPU machine (benchmarks/gpu_session.sh learn)
-    python benchmarks/levers_learn.py --preset cpu       # a try-out on CPU (train=cpu levers)"""
+    python benchmarks/levers_learn.py --preset cpu       # a try-out on CPU (train=cpu levers)
+    python benchmarks/levers_learn.py --shape toy        # a random-weight model of a benchmark shape instead
+                                                         # (no 2-minute build of the embedded model)"""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ VARIANTS = {
     "peft": {"fused_lora": False},
     "fused + compile_layers": {"fused_lora": True, "compile_layers": True},
     "peft + compile_layers": {"fused_lora": False, "compile_layers": True},
+    "fused_blocks": {"fused_lora": True, "fused_blocks": True},
+    "flash_varlen": {"fused_lora": True, "flash_varlen": True},
+    "fused_blocks + flash_varlen": {"fused_lora": True, "fused_blocks": True, "flash_varlen": True},
 }
 
 
@@ -51,11 +56,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="gpu", choices=["gpu", "cpu"], help="the train preset the levers modify")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    parser.add_argument("--shape", help="a random-weight model of this benchmark shape instead")
     args = parser.parse_args(argv)
     from medqa.config.build import settings_from_cfg
     from medqa.config.compose import compose_config
 
-    settings = settings_from_cfg(compose_config([f"train={args.preset}", "lora=attn_mlp", "tracking=none"]))
+    model = []
+    if args.shape:
+        import os
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import common
+
+        root = Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench"))
+        model = ["model=llama32_3b", f"model.name_or_path={common.random_checkpoint(args.shape, root)}"]
+    overrides = [f"train={args.preset}", "lora=attn_mlp", "tracking=none", *model]
+    settings = settings_from_cfg(compose_config(overrides))
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

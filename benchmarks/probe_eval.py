@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--questions", type=int, default=0, help="answer N held-out questions instead of the probes")
+    parser.add_argument("--decoding", default="greedy_rp13", help="decoding preset (conf/decoding)")
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench")))
     parser.add_argument("--train-json", type=Path, help="train_throughput.py results, for the share of training time")
     parser.add_argument("--json", type=Path)
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ckpt = common.random_checkpoint(args.shape, args.root)
     cfg = compose_config(
-        ["model=llama32_3b", f"model.name_or_path={ckpt}", "lora=attn_mlp", "decoding=greedy_rp13"]
+        ["model=llama32_3b", f"model.name_or_path={ckpt}", "lora=attn_mlp", f"decoding={args.decoding}"]
         + ([] if torch.cuda.is_available() else ["model.dtype=float32"])
     )
     settings = settings_from_cfg(cfg)
@@ -63,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
             torch.nn.init.normal_(param, std=0.02)  # a trained adapter is not zero
     system = [{"role": "system", "content": settings.data.system_prompt}]
     chats = [[*system, {"role": "user", "content": p.question}] for p in settings.probes]
+    if args.questions:  # a batched eval of held-out questions (one generate call), cycled to the count asked
+        from medqa.data.mix import build_datasets
+
+        held_out = [row["prompt"] for row in build_datasets(settings.data)[1]]
+        chats = [held_out[i % len(held_out)] for i in range(args.questions)]
 
     def sync():
         if torch.cuda.is_available():

@@ -45,8 +45,13 @@ ROWS = {
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
     "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
-    "b_peft": [*GPU, "train.fused_lora=false"],  # PEFT's own LoRA forward (b before medqa.fused_lora)
-    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false"],
+    # PEFT's own LoRA forward with flex attention: what TRL + PEFT with padding-free packing gives a user
+    "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
+    # issue 19's levers, each taken out of b (train=gpu) again
+    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false"],  # b as issue 7 left it
+    "b_noflash": [*GPU, "train.flash_varlen=false"],
+    "b_noblocks": [*GPU, "train.fused_blocks=false"],
+    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],
@@ -121,6 +126,7 @@ def run_row(
     (t0, n0), (t1, n1) = clock.marks[warmup], clock.marks[warmup + steps]
     tok_s = (n1 - n0) / (t1 - t0)
     peak = common.peak_flops()
+    gpus = int(os.environ.get("WORLD_SIZE", "1"))
     if profile:
         wall = clock.marks[warmup + steps + profiled][0] - t1
         _write_profile(clock.profiler, profile / f"{name}.txt", wall, profiled)
@@ -130,7 +136,9 @@ def run_row(
         "tokens_per_s": round(tok_s),
         "tokens_per_step": round((n1 - n0) / steps),
         "seconds_per_step": round((t1 - t0) / steps, 3),
-        "useful_mfu": round(4 * n_params * tok_s / peak, 4) if peak else None,
+        # tokens are counted over every rank under torchrun (ddp_scaling.py): the peak is all GPUs' together
+        "useful_mfu": common.useful_mfu(n_params, tok_s, peak, gpus),
+        "gpus": gpus,
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
         "params": n_params,
         "trainable": trainable,

@@ -42,3 +42,15 @@ def test_throughput_table_then_probe_share_of_it(tmp_path):
     assert results["dynamic"]["new_tokens"] == results["folded_static"]["new_tokens"] > 0
     assert results["folded_static"]["merge_drift_max_abs"] == 0.0  # folding never touches the base weights
     assert "%" in out.splitlines()[-1]  # the share of training time at an eval every 100 steps
+
+
+def test_useful_mfu_divides_by_every_gpus_peak():
+    """Under torchrun the tokens are counted over all ranks, so N GPUs' MFU is over N GPUs' peak: the same
+    per-GPU speed on 2 GPUs gives the same MFU as on 1."""
+    sys.path.insert(0, str(BENCH))
+    import common
+
+    one = common.useful_mfu(3_212_749_824, 15_000, 989e12)
+    assert one == round(4 * 3_212_749_824 * 15_000 / 989e12, 4)
+    assert common.useful_mfu(3_212_749_824, 30_000, 989e12, gpus=2) == one
+    assert common.useful_mfu(3_212_749_824, 30_000, None, gpus=2) is None

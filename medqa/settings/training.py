@@ -37,6 +37,8 @@ class TrainSettings:
     attn_implementation: str | None = None  # the attention kernel while training (e.g. flex_attention); None: model's
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
+    fused_blocks: bool = False  # q/k/v as one node, the MLP as one node (medqa.model.fused_blocks): same function
+    flash_varlen: bool = False  # FlashAttention-2 varlen on padding-free packs while training (model.varlen_attention)
     torch_compile: bool = False
     compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes); 32% slower on an H100
     seed: int = 42
@@ -59,6 +61,8 @@ class TrainSettings:
             out.append(f"train.save_total_limit={self.save_total_limit!r}: must be >= 1")
         if self.precision not in PRECISIONS:
             out.append(f"train.precision={self.precision!r}: expected one of {sorted(PRECISIONS)}")
+        if self.flash_varlen and not self.padding_free:
+            out.append("train.flash_varlen=True: needs train.padding_free=true")
         if self.select_by not in SELECT_RULES:
             out.append(f"train.select_by={self.select_by!r}: expected one of {list(SELECT_RULES)}")
         if self.select_by != "last" and self.save_steps % max(self.eval_steps, 1):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from medqa.core.cpu_precision import training_precision
 from medqa.core.distributed import processes_without_gpu
+from medqa.model.fused_blocks import fuse_lora_blocks
 from medqa.model.fused_lora import fuse_lora_layers
 from medqa.model.loading import compile_decoder_layers, lora_config
+from medqa.model.varlen_attention import use_flash_varlen
 from medqa.probing.recorder import SELECT_METRIC
 from medqa.settings.model import LoraSettings
 from medqa.settings.quality import SELECT_RULES
@@ -107,6 +109,10 @@ def build_trainer(
     )
     if train.fused_lora:
         fuse_lora_layers(trainer.model)
+    if train.fused_blocks:
+        fuse_lora_blocks(trainer.model)
+    if train.flash_varlen:
+        use_flash_varlen(trainer.model)
     if train.compile_layers:
         compile_decoder_layers(trainer.model)
     return trainer

@@ -1,0 +1,253 @@
+"""LoRA's training step by whole blocks: q, k and v as one autograd node, the MLP (gate, up, SwiGLU, down) as
+another, each computing the same function as PEFT's `lora.Linear` layers it replaces (`train.fused_blocks`).
+
+`medqa.model.fused_lora` makes each adapted projection one node. Here the projections that read the same input share
+it, as Unsloth's `LoRA_QKV` / `LoRA_MLP` do (unsloth/kernels/fast_lora.py):
+
+    q, k, v:  xd = dropout(x) once (one mask for the three),  t = xd @ [Aq; Ak; Av]ᵀ   (one r·3-wide product)
+              q = x @ Wqᵀ, then q += s · t_q @ Bqᵀ in place (addmm_: the scale and the add in the GEMM), k, v alike
+    backward: dx = gq @ Wq + gk @ Wk + gv @ Wv + dropout_backward(u @ [Aq; Ak; Av])   (accumulated in place)
+    MLP:      e = gate(x), g = up(x) as above (one mask, one A product), h = silu(e) · g, y = down(h)
+              saves x, e, g and the r-wide products; h is recomputed in backward, never kept.
+
+With dropout > 0, PEFT draws an independent mask per projection; here q, k, v share one mask (they read the same
+input) and gate, up share another: the same expected function, different draws. Tests check the gradients
+against PEFT with the masks fixed. Base weights are frozen: no weight gradient is computed for them. Blocks
+outside the plain case (adapters off or merged, several adapters, DoRA, a LoRA bias, a quantized base, a cache,
+no gradient) take the model's own forward, whose projections still go through `medqa.model.fused_lora` if fused."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_CLASSES = ("LlamaAttention",)  # forwards mirrored below (transformers 5.17 - 5.24)
+MLP_CLASSES = ("LlamaMLP",)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def _dropout(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.native_dropout(x, p, True) if p > 0 else (x, None)
+
+
+def _lora_input_grad(dx: torch.Tensor, u: torch.Tensor, a: torch.Tensor, mask, p: float) -> None:
+    """dx += dropout_backward(u @ a): in the GEMM's accumulator when there is no dropout."""
+    if mask is None:
+        dx.addmm_(u, a)
+    else:
+        dx.add_(torch.ops.aten.native_dropout_backward(u @ a, mask, 1.0 / (1.0 - p)))
+
+
+class _SharedInputLora(torch.autograd.Function):
+    """outs[i] = x @ W_iᵀ (+ bias_i) + s_i · dropout(x) @ A_iᵀ @ B_iᵀ for projections reading one input x.
+    Arguments after x, p and the scales: (W, bias, A, B) for each projection."""
+
+    @staticmethod
+    def forward(ctx, x, p: float, scales: tuple, *weights):
+        n = len(scales)
+        dtype = _compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):
+            x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+            ws = [weights[4 * i].to(dtype) for i in range(n)]
+            a = torch.cat([weights[4 * i + 2] for i in range(n)]).to(dtype)  # (sum of ranks, in)
+            bs = [weights[4 * i + 3].to(dtype) for i in range(n)]
+            xd, mask = _dropout(x2, p)
+            t = xd @ a.t()
+            outs, start = [], 0
+            for i in range(n):
+                rank, bias = weights[4 * i + 2].shape[0], weights[4 * i + 1]
+                out = F.linear(x2, ws[i], None if bias is None else bias.to(dtype))
+                out.addmm_(t[:, start : start + rank], bs[i].t(), alpha=scales[i])
+                outs.append(out.view(*x.shape[:-1], out.shape[-1]))
+                start += rank
+        ctx.save_for_backward(xd, mask, t, a, *ws, *bs)
+        ctx.p, ctx.scales, ctx.x_shape, ctx.x_dtype = p, scales, x.shape, x.dtype
+        ctx.ranks = [weights[4 * i + 2].shape[0] for i in range(n)]
+        ctx.weight_dtypes = [(weights[4 * i + 2].dtype, weights[4 * i + 3].dtype) for i in range(n)]
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        n = len(ctx.scales)
+        xd, mask, t, a, *rest = ctx.saved_tensors
+        ws, bs = rest[:n], rest[n:]
+        gs = [g.reshape(-1, g.shape[-1]).to(a.dtype) for g in grads]
+        # u_i = s_i · g_i @ B_i: the gradient at the r-wide product, for A's and the input's gradients
+        u = torch.cat([(g @ b).mul_(s) for g, b, s in zip(gs, bs, ctx.scales, strict=True)], dim=1)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = gs[0] @ ws[0]
+            for g, w in zip(gs[1:], ws[1:], strict=True):
+                grad_x.addmm_(g, w)
+            _lora_input_grad(grad_x, u, a, mask, ctx.p)
+            grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
+        grad_a = (u.t() @ xd).split(ctx.ranks)
+        out = [grad_x, None, None]
+        start = 0
+        for i, rank in enumerate(ctx.ranks):
+            needs_a, needs_b = ctx.needs_input_grad[5 + 4 * i], ctx.needs_input_grad[6 + 4 * i]
+            ga = grad_a[i].to(ctx.weight_dtypes[i][0]) if needs_a else None
+            gb = (gs[i].t() @ t[:, start : start + rank]).mul_(ctx.scales[i]).to(ctx.weight_dtypes[i][1])
+            out += [None, None, ga, gb if needs_b else None]
+            start += rank
+        return tuple(out)
+
+
+class _LoraSwiGLU(torch.autograd.Function):
+    """y = down(silu(gate(x)) · up(x)), each projection with its LoRA branch; gate and up share x's dropout mask.
+    Saves x, e = gate(x), g = up(x) and the r-wide products; h = silu(e) · g is recomputed in backward."""
+
+    @staticmethod
+    def forward(ctx, x, p: float, scales: tuple, wg, ag, bg, wu, au, bu, wd, ad, bd):
+        dtype = _compute_dtype(x)
+        sg, su, sd = scales
+        with torch.autocast(x.device.type, enabled=False):
+            x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+            wg_, wu_, wd_ = wg.to(dtype), wu.to(dtype), wd.to(dtype)
+            a1 = torch.cat([ag, au]).to(dtype)
+            bg_, bu_, ad_, bd_ = bg.to(dtype), bu.to(dtype), ad.to(dtype), bd.to(dtype)
+            rg = ag.shape[0]
+            xd, mask1 = _dropout(x2, p)
+            t1 = xd @ a1.t()
+            e = x2 @ wg_.t()
+            e.addmm_(t1[:, :rg], bg_.t(), alpha=sg)
+            g = x2 @ wu_.t()
+            g.addmm_(t1[:, rg:], bu_.t(), alpha=su)
+            h = F.silu(e).mul_(g)
+            hd, mask2 = _dropout(h, p)
+            t2 = hd @ ad_.t()
+            del hd
+            y = h @ wd_.t()
+            y.addmm_(t2, bd_.t(), alpha=sd)
+        ctx.save_for_backward(xd, mask1, t1, e, g, mask2, t2, wg_, wu_, wd_, a1, bg_, bu_, ad_, bd_)
+        ctx.p, ctx.scales, ctx.rg, ctx.x_shape, ctx.x_dtype = p, scales, rg, x.shape, x.dtype
+        ctx.weight_dtypes = [t.dtype for t in (ag, bg, au, bu, ad, bd)]
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        xd, mask1, t1, e, g, mask2, t2, wg, wu, wd, a1, bg, bu, ad, bd = ctx.saved_tensors
+        sg, su, sd = ctx.scales
+        p, rg = ctx.p, ctx.rg
+        gy = grad_y.reshape(-1, grad_y.shape[-1]).to(e.dtype)
+        silu_e = F.silu(e)
+        h = silu_e * g  # recomputed, as the forward kept only e and g
+        hd = h if mask2 is None else torch.ops.aten.native_dropout_backward(h, mask2, 1.0 / (1.0 - p))
+        u_d = (gy @ bd).mul_(sd)
+        grad_ad = u_d.t() @ hd
+        del h, hd
+        grad_bd = (gy.t() @ t2).mul_(sd)
+        dh = gy @ wd
+        _lora_input_grad(dh, u_d, ad, mask2, p)
+        d_g = dh * silu_e
+        del silu_e
+        d_e = torch.ops.aten.silu_backward(dh.mul_(g), e)  # dh · g is the gradient at silu(e)
+        del dh
+        u1 = torch.cat([(d_e @ bg).mul_(sg), (d_g @ bu).mul_(su)], dim=1)
+        grad_a1 = u1.t() @ xd
+        grad_bg = (d_e.t() @ t1[:, :rg]).mul_(sg)
+        grad_bu = (d_g.t() @ t1[:, rg:]).mul_(su)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = d_e @ wg
+            grad_x.addmm_(d_g, wu)
+            _lora_input_grad(grad_x, u1, a1, mask1, p)
+            grad_x = grad_x.view(ctx.x_shape).to(ctx.x_dtype)
+        dts = ctx.weight_dtypes
+        grad_ag, grad_au = grad_a1[:rg].to(dts[0]), grad_a1[rg:].to(dts[2])
+        return (
+            grad_x, None, None,
+            None, grad_ag, grad_bg.to(dts[1]),
+            None, grad_au, grad_bu.to(dts[3]),
+            None, grad_ad.to(dts[4]), grad_bd.to(dts[5]),
+        )  # fmt: skip
+
+
+def _lora_parts(layer) -> tuple | None:
+    """(W, bias, A, B, scale, p) of a plain single-adapter LoRA linear over a frozen nn.Linear; None otherwise."""
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(layer, LoraLayer) or type(layer.base_layer) is not torch.nn.Linear:
+        return None  # quantized bases (bitsandbytes) keep the per-projection path
+    adapters = layer.active_adapters
+    if len(adapters) != 1 or layer.disable_adapters or layer.merged:
+        return None
+    name = adapters[0]
+    if name not in layer.lora_A or name in getattr(layer, "lora_variant", {}) or layer.lora_B[name].bias is not None:
+        return None
+    base = layer.base_layer
+    if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
+        return None
+    dropout = layer.lora_dropout[name]
+    p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and dropout.training else 0.0
+    return base.weight, base.bias, layer.lora_A[name].weight, layer.lora_B[name].weight, float(layer.scaling[name]), p
+
+
+def _block_parts(module, names: tuple[str, ...]) -> list[tuple] | None:
+    """The LoRA parts of each named projection, if all are plain and share one dropout rate (one mask)."""
+    if not torch.is_grad_enabled():
+        return None  # evaluation: nothing to save for backward, the plain path is as fast
+    parts = [_lora_parts(getattr(module, n)) for n in names]
+    if any(x is None for x in parts) or len({x[5] for x in parts}) != 1:
+        return None
+    return parts
+
+
+def _attention_forward(self, hidden_states, position_embeddings=None, attention_mask=None, *args, **kwargs):
+    """LlamaAttention.forward with q, k and v from one `_SharedInputLora` node (training without a cache)."""
+    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    plain = not args and cache is None and position_embeddings is not None
+    parts = _block_parts(self, ("q_proj", "k_proj", "v_proj")) if plain else None
+    if parts is None:
+        return type(self).forward(self, hidden_states, position_embeddings, attention_mask, *args, **kwargs)
+    kwargs.pop("past_key_values", None)
+    kwargs.pop("cache", None)
+    model_code = sys.modules[type(self).__module__]
+    weights = [w for (wt, bias, a, b, _, _) in parts for w in (wt, bias, a, b)]
+    q, k, v = _SharedInputLora.apply(hidden_states, parts[0][5], tuple(x[4] for x in parts), *weights)
+    input_shape = hidden_states.shape[:-1]
+    hidden_shape = (*input_shape, -1, self.head_dim)
+    q, k, v = (t.view(hidden_shape).transpose(1, 2) for t in (q, k, v))
+    cos, sin = position_embeddings
+    q, k = model_code.apply_rotary_pos_emb(q, k, cos, sin)
+    attention = model_code.ALL_ATTENTION_FUNCTIONS.get_interface(
+        self.config._attn_implementation, model_code.eager_attention_forward
+    )
+    out, weights_out = attention(
+        self, q, k, v, attention_mask, dropout=0.0 if not self.training else self.attention_dropout,
+        scaling=self.scaling, **kwargs,
+    )  # fmt: skip
+    out = out.reshape(*input_shape, -1).contiguous()
+    return self.o_proj(out), weights_out
+
+
+def _mlp_forward(self, x, *args, **kwargs):
+    """LlamaMLP.forward as one `_LoraSwiGLU` node (SiLU activation, no MLP bias)."""
+    parts = None if args or kwargs else _block_parts(self, ("gate_proj", "up_proj", "down_proj"))
+    if parts is None or any(bias is not None for (_, bias, _, _, _, _) in parts):
+        return type(self).forward(self, x, *args, **kwargs)
+    (wg, _, ag, bg, sg, p), (wu, _, au, bu, su, _), (wd, _, ad, bd, sd, _) = parts
+    return _LoraSwiGLU.apply(x, p, (sg, su, sd), wg, ag, bg, wu, au, bu, wd, ad, bd)
+
+
+def fuse_lora_blocks(model: torch.nn.Module) -> tuple[int, int]:
+    """Route the attention q/k/v and the MLPs of `model` (a PeftModel of a Llama-architecture model) through the
+    whole-block nodes; returns (attention blocks, MLP blocks). Idempotent; parameters, their names and the saved
+    adapter are untouched. Combine with `medqa.fused_lora.fuse_lora_layers` for o_proj and the fallbacks."""
+    attention = mlp = 0
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind in ATTENTION_CLASSES and all(hasattr(module, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
+            module.forward = types.MethodType(_attention_forward, module)
+            attention += 1
+        elif kind in MLP_CLASSES and getattr(module.config, "hidden_act", None) == "silu":
+            module.forward = types.MethodType(_mlp_forward, module)
+            mlp += 1
+    return attention, mlp
