@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from medqa.adapter_release import release_adapter
 from medqa.checks import validate_settings
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import generation_is_collective, is_main_process, processes_without_gpu, rank, world_size
@@ -33,6 +34,8 @@ from medqa.redact import redact
 from medqa.report import plot_run
 from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
+from medqa.tracking_artifacts import use_mix, write_mix
+from medqa.tracking_metrics import define_metrics
 
 # Files that mean a folder already holds a run: never written into twice.
 RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
@@ -216,7 +219,12 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     run = start_run(tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
     finished = False
     try:
+        define_metrics(run)  # eval/probe metrics on the train/global_step axis; best-of summaries
+        run.config.update({"labels": labels})  # the science labels as config keys too (dashboard axes)
         log_provenance(run, data_counts)
+        if is_main_process():  # the drawn rows, declared as the run's input dataset (named by fingerprint)
+            write_mix(run_dir, train_ds.to_list(), eval_ds.to_list())
+            use_mix(run, run_dir, data_counts)
         recorder = ProbeRecorder(
             settings.probes,
             settings.data.system_prompt,
@@ -302,6 +310,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         final = summary["evals"][-1]
         summary["final_eval_loss"] = final["eval_loss"]
         summary["final_mean_token_accuracy"] = final["mean_token_accuracy"]
+        # No pickle, the portable base name, medqa's card, and the W&B `model` artifact (medqa.adapter_release).
+        summary["adapter"] = release_adapter(run, adapter_dir, settings, summary, recorder.rows, recorder.decoding)
         run.summary.update({"selected/step": selected["step"], "probes/divergence_count": len(recorder.alarms)})
         # The kept adapter's eval, under one key: what sweeps optimise (sweeps/*.yaml metric), online and offline.
         kept = {"selected/probe_quality": selected["probe_quality"], "selected/eval_loss": selected["eval_loss"]}

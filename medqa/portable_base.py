@@ -88,3 +88,13 @@ def resolve_base(name: str, adapter_dir: Path | None = None) -> str:
             "builder differs from the one that trained the adapter, so the same base cannot be rebuilt"
         )
     return str(ensure_base(recipe))
+
+
+def load_portable_adapter(adapter_dir: Path, dtype: str = "float32"):
+    """(PeftModel, tokenizer) from an adapter folder alone: its base model resolved from the portable name in its
+    adapter_config.json (built first on a clean cache, for the embedded model), its weights from safetensors."""
+    from medqa.modeling import ModelSettings, QuantSettings, load_adapter, load_base
+
+    base = resolve_base(adapter_base_name(adapter_dir), adapter_dir)
+    model, tokenizer, _ = load_base(ModelSettings(source="hub", name_or_path=base, dtype=dtype), QuantSettings())
+    return load_adapter(model, Path(adapter_dir)), tokenizer

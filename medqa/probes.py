@@ -12,7 +12,7 @@ from medqa.distributed import generation_is_collective, is_main_process, share_f
 from medqa.generation import generate_answers, generation_config_dict
 from medqa.probe_specs import Probe, load_probes  # noqa: F401  (the probe set's home; re-exported)
 from medqa.quality import QualitySettings, aggregate, divergence, score_answer, selection_score
-from medqa.tracking import probe_tables
+from medqa.tracking_tables import ProbeAnswerTable, side_by_side
 
 # The metric the trainer's best-checkpoint logic reads when train.select_by is quality or loss_quality.
 SELECT_METRIC = "probe_select"
@@ -41,6 +41,7 @@ class ProbeRecorder:
         self.rows: list[dict] = []
         self.evals: list[dict] = []  # per record: step, eval_loss and the aggregates (quality, eos_rate, ...)
         self.alarms: list[dict] = []
+        self.answer_table = ProbeAnswerTable()  # grows per eval in W&B (one incremental table)
         # The effective decoding travels with the answers: in the W&B run config and beside probes.jsonl.
         self.decoding = {**generation_config_dict(config), "seed": seed, "merge_adapter": merge_adapter}
         run.config.update({"decoding/generation_config": self.decoding}, allow_val_change=True)
@@ -104,10 +105,11 @@ class ProbeRecorder:
                 self.alarms.append(alarm)
 
     def log(self, step: int) -> None:
-        """Log the tables of every answer so far and this step's aggregates (probes/quality, probes/eos_rate,
-        probes/rep_4, ..., probes/divergence) to W&B; a resumed run replays it for the steps it keeps."""
+        """Log this step's answers (appended to the incremental table), the side-by-side table of every answer so
+        far, and this step's aggregates (probes/quality, probes/eos_rate, probes/rep_4, ..., probes/divergence) to
+        W&B; a resumed run replays it for the steps it keeps."""
         at = [r for r in self.rows if r["step"] == step]
-        long, wide = probe_tables(self.rows)
+        long, wide = self.answer_table.add(at), side_by_side(self.rows)
         scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
         scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
         if any(e["step"] < step for e in self.evals):

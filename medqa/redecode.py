@@ -16,6 +16,8 @@ from medqa.modeling import ModelSettings, QuantSettings, load_adapter, load_base
 from medqa.probes import Probe, ProbeRecorder
 from medqa.quality import QualitySettings
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
+from medqa.tracking_artifacts import training_run_id, use_adapter
+from medqa.tracking_metrics import define_metrics
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -138,6 +140,12 @@ def redecode(
     run = start_run(tracking, out_dir, logged_config, name=name, job_type="redecode")
     finished = False
     try:
+        define_metrics(run)
+        # Lineage: the training run's adapter artifact is this run's input (a checkpoint is not an artifact).
+        trained_id = training_run_id(source.run_dir) if source.run_dir else None
+        used = None
+        if trained_id and source.adapter_dir == source.run_dir / "adapter":
+            used = use_adapter(run, source.adapter_dir, trained_id)
         recorder = ProbeRecorder(
             probes,
             system_prompt,
@@ -156,6 +164,7 @@ def redecode(
             "group": tracking.group,
             "source_run_dir": str(source.run_dir or ""),
             "adapter_dir": str(source.adapter_dir or ""),
+            "adapter_artifact": used.name if used else None,
             "step": source.step,
             "base_model": base_path,
             "generation_config": recorder.decoding,

@@ -124,3 +124,9 @@ def use_adapter(run, adapter_dir: Path, training_run_id: str) -> wandb.Artifact 
     artifact = adapter_artifact(adapter_dir, training_run_id)
     use_draft(run, artifact)
     return artifact
+
+
+def training_run_id(run_dir: Path) -> str | None:
+    """The W&B run id of a training run folder (its latest `wandb/*run-<time>-<id>` segment), None without one."""
+    segments = sorted(p.name for p in (Path(run_dir) / "wandb").glob("*run-*-*") if p.is_dir())
+    return segments[-1].rsplit("-", 1)[1] if segments else None
