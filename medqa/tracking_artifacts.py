@@ -25,8 +25,8 @@ from pathlib import Path
 import wandb
 
 MIX_DIR = "data_mix"  # in the run folder: the rows the run trained and evaluated on
-# Only these travel in the adapter artifact: weights as safetensors, configs, the card. Never a pickle.
-ADAPTER_SUFFIXES = (".safetensors", ".json", ".md")
+# Never in the adapter artifact: pickles (a pickled adapter_model.bin, training_args.bin) run code when loaded.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 SELECT_ALIAS = {"quality": "best-quality", "loss": "best-loss", "loss_quality": "best-loss-quality"}
 
 
@@ -88,8 +88,9 @@ def adapter_name(training_run_id: str) -> str:
 
 
 def adapter_artifact(adapter_dir: Path, training_run_id: str, metadata: dict | None = None) -> wandb.Artifact:
-    """The `model` artifact of an adapter folder: its safetensors, JSON configs and card (never a pickle)."""
-    files = sorted(p for p in Path(adapter_dir).iterdir() if p.is_file() and p.suffix in ADAPTER_SUFFIXES)
+    """The `model` artifact of an adapter folder: every file in it (safetensors weights, adapter, generation and
+    tokenizer configs, chat template, card) but a pickle."""
+    files = sorted(p for p in Path(adapter_dir).iterdir() if p.is_file() and p.suffix not in PICKLE_SUFFIXES)
     if not any(p.suffix == ".safetensors" for p in files):
         raise FileNotFoundError(f"{adapter_dir}: no .safetensors weights to log as the adapter artifact")
     artifact = wandb.Artifact(
