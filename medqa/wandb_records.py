@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+TABLE_TYPES = {"run_table"}  # wandb stores each logged table as an artifact of its own
+
 
 def read_records(wandb_dir: Path) -> list[dict]:
     """Every record of the run's `.wandb` file as W&B's reader prints it ({"type": ..., <type>: {...}})."""
@@ -23,14 +25,15 @@ def read_records(wandb_dir: Path) -> list[dict]:
 
 
 def artifact_records(records: list[dict]) -> list[dict]:
-    """The artifacts the run logged (outputs) or used (inputs: `use_after_commit`), wandb's internal per-increment
-    table artifacts left out: [{name, type, aliases, digest, metadata, files: {path: size}, used}, ...]."""
+    """The artifacts the run logged (outputs) or used (inputs: `use_after_commit`), without the ones wandb makes
+    for every logged table (`run_table`, `wandb-run-incremental-table`, ...): [{name, type, aliases, digest,
+    metadata, files: {path: size}, local_paths, used, run_id}, ...]."""
     found = []
     for r in records:
         if r.get("type") != "artifact":
             continue
         a = r["artifact"]
-        if a.get("type", "").startswith("wandb-"):  # incremental/mutable table storage
+        if a.get("type") in TABLE_TYPES or a.get("type", "").startswith("wandb-"):
             continue
         contents = a.get("manifest", {}).get("contents", [])
         found.append(
