@@ -147,9 +147,8 @@ def missing_keys(workspace: ws.Workspace, run: dict, optional_prefixes: tuple[st
         "config": _flat(run["config"]),
         "tables": {k.rsplit(".", 1)[0] for k in logged_history if k.endswith("._type")},
     }
-    want = panel_keys(workspace)
-    return {
+    gaps = {
         kind: {k for k in names - have[kind] if not k.startswith(optional_prefixes)}
-        for kind, names in want.items()
-        if names - have[kind]
+        for kind, names in panel_keys(workspace).items()
     }
+    return {kind: names for kind, names in gaps.items() if names}
