@@ -33,6 +33,7 @@ from medqa.sweep_spec import (
     sets_group,
     sweep_run,
 )
+from medqa.tracking_metrics import summary_value
 
 STDERR_TAIL = 15  # lines of a failed run's stderr kept in sweep.json
 
@@ -76,7 +77,7 @@ def run_one(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], grou
                 proc.kill()
                 rc = proc.wait()
     summary = read_summary(run_dir)
-    metric = summary.get(spec.metric) if spec.metric else None
+    metric = summary_value(summary, spec.metric, spec.goal) if spec.metric else None  # best of a defined metric
     metric = float(metric) if isinstance(metric, (int, float)) and not isinstance(metric, bool) else None
     record = {
         "index": int(run_dir.name),

@@ -44,8 +44,11 @@ def define_metrics(run) -> None:
         run.define_metric(name, step_metric=STEP, step_sync=True, summary=rule)
 
 
-def summary_value(summary: dict, name: str, rule: str = "last"):
-    """One value of a summary entry as the offline file holds it: a defined metric's summary is a dict
-    ({"min": .., "last": ..}); an undefined one is the plain value."""
+def summary_value(summary: dict, name: str, goal: str = "maximize"):
+    """A metric's value as the offline summary holds it: plain for an undefined metric; for one with a summary
+    rule ({"min": .., "last": ..}) the best by `goal` if it is kept, else the last."""
     value = summary.get(name)
-    return value.get(rule) if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        best = value.get("max" if goal == "maximize" else "min")
+        return best if best is not None else value.get("last")
+    return value

@@ -61,3 +61,13 @@ def test_cli_dry_run_checks_a_run_and_saving_offline_fails_in_one_line(smoke_run
     assert len(out.stderr.strip().splitlines()) == 1
     out = run_module("medqa.dashboard", *args, "--check-run", "/no/such/run")
     assert out.returncode == 2 and "--check-run /no/such/run: no such run folder" in out.stderr
+
+
+def test_sweep_metric_of_a_defined_metric_is_its_best():
+    """A sweep on a metric with a summary rule reads its best value by the goal (the last when not kept)."""
+    from medqa.tracking_metrics import summary_value
+
+    summary = {"eval/loss": {"min": 0.5, "last": 0.7}, "selected/probe_quality": 0.4}
+    assert summary_value(summary, "eval/loss", "minimize") == 0.5
+    assert summary_value(summary, "eval/loss", "maximize") == 0.7
+    assert summary_value(summary, "selected/probe_quality") == 0.4 and summary_value(summary, "nope") is None
