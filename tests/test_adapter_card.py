@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medqa.adapter_card import NOT_ADVICE, render_card
-from medqa.build_base import recipe_key
-from medqa.config import saved_run_settings
-from medqa.portable_base import SIDECAR, adapter_base_name, load_portable_adapter, resolve_base
+from medqa.config.build import saved_run_settings
+from medqa.model.portable import SIDECAR, adapter_base_name, load_portable_adapter, resolve_base
+from medqa.model.tiny.build import recipe_key
+from medqa.training.card import NOT_ADVICE, render_card
 
 
 def _fmt(x: float, digits: int = 4) -> str:

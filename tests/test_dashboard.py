@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from medqa.dashboard_workspace import SWEEP_AXES, build_workspace, missing_keys, panel_keys
-from medqa.tracking import read_offline_run
-from medqa.tracking_metrics import SELECTED_KEYS, STEP, SUMMARY_RULES
+from medqa.tracking.metrics import SELECTED_KEYS, STEP, SUMMARY_RULES
+from medqa.tracking.runs import read_offline_run
+from medqa.tracking.workspace import SWEEP_AXES, build_workspace, missing_keys, panel_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +33,13 @@ def test_workspace_builds_offline_with_every_panel():
 def test_panels_read_only_what_a_run_logs(smoke_run):
     summary, _, _ = smoke_run
     run = read_offline_run(Path(summary["wandb_dir"]))
-    assert missing_keys(build_workspace("e", "p"), run, optional_prefixes=("geneval/",)) == {}
-    assert missing_keys(build_workspace("e", "p", geneval=False), run) == {}
-    # without the generation eval in the run, its panels are what is missing
+    assert missing_keys(build_workspace("e", "p"), run) == {}
+    # a run with the held-out eval off (quality.heldout_questions=0): its panels are what is missing, and optional
+    run["history"] = [{k: v for k, v in h.items() if not k.startswith("heldout/")} for h in run["history"]]
     gaps = missing_keys(build_workspace("e", "p"), run)
-    assert set(gaps) == {"history"} and all(k.startswith("geneval/") for k in gaps["history"])
+    assert set(gaps) == {"history"} and all(k.startswith("heldout/") for k in gaps["history"])
+    assert missing_keys(build_workspace("e", "p"), run, optional_prefixes=("heldout/",)) == {}
+    assert missing_keys(build_workspace("e", "p", heldout=False), run) == {}
 
 
 def test_sweep_files_optimise_what_the_dashboard_colours_by():
@@ -65,7 +67,7 @@ def test_cli_dry_run_checks_a_run_and_saving_offline_fails_in_one_line(smoke_run
 
 def test_sweep_metric_of_a_defined_metric_is_its_best():
     """A sweep on a metric with a summary rule reads its best value by the goal (the last when not kept)."""
-    from medqa.tracking_metrics import summary_value
+    from medqa.tracking.metrics import summary_value
 
     summary = {"eval/loss": {"min": 0.5, "last": 0.7}, "selected/probe_quality": 0.4}
     assert summary_value(summary, "eval/loss", "minimize") == 0.5

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from medqa.config import saved_run_settings
-from medqa.generation import DecodingSettings
-from medqa.redecode import find_weights, redecode
-from medqa.tracking import TrackingSettings, read_offline_run
-from medqa.tracking_artifacts import MIX_DIR, mix_name
-from medqa.wandb_records import artifact_records, incremental_table, metric_definitions, read_records
+from medqa.config.build import saved_run_settings
+from medqa.probing.redecode import find_weights, redecode
+from medqa.settings.decoding import DecodingSettings
+from medqa.settings.tracking import TrackingSettings
+from medqa.tracking.artifacts import MIX_DIR, mix_name
+from medqa.tracking.records import artifact_records, incremental_table, metric_definitions, read_records
+from medqa.tracking.runs import read_offline_run
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle")
 
@@ -92,11 +93,11 @@ def test_redecode_run_uses_the_training_runs_adapter(training, redecoded):
 def test_metric_definitions_put_eval_and_probes_on_the_step_axis(training):
     summary, _, records = training
     defined = metric_definitions(records)
-    for glob in ("eval/*", "probes/*", "probe_quality/*", "geneval/*"):
+    for glob in ("eval/*", "probes/*", "probe_quality/*", "heldout/*"):
         assert defined[glob]["step_metric"] == "train/global_step", glob
     assert defined["eval/loss"] == {"step_metric": "train/global_step", "summary": ["last", "min"]}
     assert defined["probes/quality"] == {"step_metric": "train/global_step", "summary": ["last", "max"]}
-    assert defined["geneval/quality"]["summary"] == ["last", "max"]
+    assert defined["heldout/quality"]["summary"] == ["last", "max"]
     # The summary holds the best eval, not only the last; the kept adapter's values stay plain keys.
     run = read_offline_run(Path(summary["wandb_dir"]))
     evals = summary["evals"]
