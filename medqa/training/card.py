@@ -106,11 +106,12 @@ def _eval_section(evals: list[dict], selected: dict) -> list[str]:
         "loss_quality": "the best probe quality minus eval loss / first eval loss",
         "last": "the last weights",
     }.get(rule, str(rule))
+    held = selected.get("heldout_quality")
     out += [
         "",
         f"**Kept: step {selected.get('step')}** (train.select_by={rule}: {why}; probe quality "
         f"{_num(selected.get('probe_quality'), 3)}, eval loss {_num(selected.get('eval_loss'))}"
-        + (f", held-out quality {_num(selected['heldout_quality'], 3)}" if selected.get("heldout_quality") is not None else "")
+        + (f", held-out quality {_num(held, 3)}" if held is not None else "")
         + ").",
     ]
     return out
