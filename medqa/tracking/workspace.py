@@ -25,6 +25,11 @@ SWEEP_AXES = (
 )
 
 
+# Keys a healthy run may not log: claim precision (and its interval) is undefined while no held-out answer makes a
+# checkable claim (medqa.quality.stats skips None), which is what a barely trained tiny model does.
+CONDITIONAL_KEYS = frozenset({"heldout/precision", "heldout/precision_ci_low", "heldout/precision_ci_high"})
+
+
 def _line(title: str, *metrics: str, **kw) -> wr.LinePlot:
     return wr.LinePlot(title=title, x=STEP, y=list(metrics), **kw)
 
@@ -138,7 +143,7 @@ def _flat(config: dict, prefix: str = "") -> set[str]:
 
 def missing_keys(workspace: ws.Workspace, run: dict, optional_prefixes: tuple[str, ...] = ()) -> dict[str, set[str]]:
     """Panel keys a run (medqa.tracking.read_offline_run's dict) does not log; keys under `optional_prefixes`
-    (e.g. "heldout/" for a run with the held-out eval off) are not asked for."""
+    (e.g. "heldout/" for a run with the held-out eval off) and CONDITIONAL_KEYS are not asked for."""
     logged_history = set().union(*run["history"]) if run["history"] else set()
     logged_summary = set(run["summary"])
     have = {
@@ -148,7 +153,7 @@ def missing_keys(workspace: ws.Workspace, run: dict, optional_prefixes: tuple[st
         "tables": {k.rsplit(".", 1)[0] for k in logged_history if k.endswith("._type")},
     }
     gaps = {
-        kind: {k for k in names - have[kind] if not k.startswith(optional_prefixes)}
+        kind: {k for k in names - have[kind] if not k.startswith(optional_prefixes) and k not in CONDITIONAL_KEYS}
         for kind, names in panel_keys(workspace).items()
     }
     return {kind: names for kind, names in gaps.items() if names}
