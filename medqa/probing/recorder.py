@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import GenerationConfig, TrainerCallback
 
 from medqa.core.distributed import generation_is_collective, is_main_process, share_from_main
-from medqa.model.generation import generate_answers, generation_config_dict
+from medqa.model.generation import Answer, generate_answers, generation_config_dict
 from medqa.probing.heldout_eval import HeldoutEval
 from medqa.quality.metrics import aggregate, score_answer, selection_score
 from medqa.quality.stats import divergence_paired, selection_report
@@ -163,10 +163,16 @@ class ProbeRecorder:
             return self.heldout.selection()
         return selection_report(self.evals, n_resamples=self.quality.bootstrap_resamples)
 
-    def check_determinism(self, model, tokenizer) -> dict:
-        """Answer the probes twice as one batch and once one by one; are the texts byte-identical? With
-        greedy decoding they should be; a mismatch is worth a flag (padding or kernels changing the result)."""
-        first = self._answer(model, tokenizer, self.chats)
+    def check_determinism(self, model, tokenizer, step: int | None = None) -> dict:
+        """Answer the probes again as one batch and once one by one; are the texts byte-identical to each
+        other and to what was recorded at `step` (the kept eval, whose weights the model now holds)? With greedy
+        decoding they should be; a mismatch is worth a flag (padding or kernels changing the result). Without
+        recorded answers at `step`, the batch is answered twice (one more generate call)."""
+        recorded = {r["probe_id"]: r["answer"] for r in self.rows if r["step"] == step} if step is not None else {}
+        if len(recorded) == len(self.probes):
+            first = [Answer(recorded[p.id], 0, True) for p in self.probes]
+        else:
+            first = self._answer(model, tokenizer, self.chats)
         again = self._answer(model, tokenizer, self.chats)
         single = [self._answer(model, tokenizer, [c])[0] for c in self.chats]
         repeat = [a.text == b.text for a, b in zip(first, again, strict=True)]

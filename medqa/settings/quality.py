@@ -33,7 +33,7 @@ class QualitySettings:
     # The held-out generation eval (medqa.probing.heldout_eval), answered at every eval beside the probes.
     heldout_questions: int = 86  # questions (stratified subset when fewer than the set has); 0 = off
     heldout_max_new_tokens: int = 96  # per answer; the eval's cost grows with it
-    heldout_batch_size: int = 32  # answers generated per batch (bounded memory)
+    heldout_batch_size: int = 96  # answers generated per batch (bounded memory); one batch for 86 questions
     bootstrap_resamples: int = 1000  # for the 95% CIs over questions and the paired rules
     divergence_margin: float = 0.0  # the paired CI of the quality drop must lie above this (0: excludes zero)
     divergence_against: str = "best"  # best: the best loss/quality so far; previous: the previous eval

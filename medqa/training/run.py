@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medqa.analysis.run_report import plot_run
+from medqa.core.cpu_precision import precision_record
 from medqa.core.distributed import generation_is_collective, is_main_process, rank, world_size
 from medqa.core.errors import ConfigError
 from medqa.core.labels import as_tags, science_labels
@@ -207,7 +208,7 @@ def finish_run(state: RunState) -> dict:
     # On the weights that are kept; generating is rank 0's job unless the weights are sharded (FSDP).
     determinism = None
     if is_main_process() or generation_is_collective(trainer.model):
-        determinism = recorder.check_determinism(trainer.model, state.tokenizer)
+        determinism = recorder.check_determinism(trainer.model, state.tokenizer, selected["step"])
     adapter_dir = state.run_dir / "adapter"
     trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
     evals = eval_table(trainer.state.log_history, recorder)  # eval metrics are gathered: same on all ranks
@@ -239,6 +240,10 @@ def finish_run(state: RunState) -> dict:
         "labels": state.labels,
         "settings": redact(asdict(s)),
         "versions": _versions(),
+        # How the numbers were computed: the precision actually used and the CPU's kernel level.
+        "compute": precision_record(
+            s.train.precision, "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
+        ),
     }
     summary["plot"] = str(plot_run(trainer.state.log_history, evals, state.run_dir / "curves.png"))
     summary["final_eval_loss"] = evals[-1]["eval_loss"]
