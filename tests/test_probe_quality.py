@@ -77,9 +77,10 @@ def test_bad_select_by_fails_before_anything_loads(compose, tmp_path):
 
 
 def test_table_columns_carry_the_metrics():
-    from medqa.tracking.runs import probe_tables
+    from medqa.tracking.tables import ProbeAnswerTable, side_by_side
 
     row = {"step": 0, "probe_id": "p", "question": "Q?", "answer": "A.", "stopped_eos": True, "n_tokens": 2}
-    long, wide = probe_tables([row | {"quality": 0.5, "flags": ["no_eos", "empty"], "rep_4": 0.0}])
+    rows = [row | {"quality": 0.5, "flags": ["no_eos", "empty"], "rep_4": 0.0}]
+    long, wide = ProbeAnswerTable().add(rows), side_by_side(rows)
     assert long.columns[-3:] == ["quality", "flags", "rep_4"] and long.data[0][-2] == "no_eos, empty"
     assert wide.data[0][2].endswith("[quality 0.50; no_eos; empty]")

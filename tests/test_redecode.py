@@ -172,8 +172,8 @@ def test_cli_redecodes_a_run_under_two_presets(smoke_run, tmp_path, shrink_overr
 def test_adapter_carries_the_probe_decoding_for_plain_transformers_and_peft(smoke_run):
     """Loaded elsewhere with plain transformers + PEFT, the adapter decodes the way the experiment did."""
     import torch
-    from peft import AutoPeftModelForCausalLM
-    from transformers import AutoTokenizer, GenerationConfig
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     summary, run_dir, _ = smoke_run
     adapter_dir = run_dir / "adapter"
@@ -184,7 +184,8 @@ def test_adapter_carries_the_probe_decoding_for_plain_transformers_and_peft(smok
     assert config.pad_token_id == tokenizer.pad_token_id not in config.eos_token_id
     assert (config.max_new_tokens, config.do_sample, config.repetition_penalty) == (48, False, 1.0)
 
-    model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir).eval()
+    # adapter_config.json names the portable base (medqa-tiny@<hash>): plain PEFT is given the base's folder
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(summary["base_model"]), adapter_dir).eval()
     system = saved_run_settings(run_dir).data.system_prompt
     questions = {r["probe_id"]: r["question"] for r in map(json.loads, (run_dir / "probes.jsonl").open())}
     chats = [[{"role": "system", "content": system}, {"role": "user", "content": q}] for q in questions.values()]

@@ -124,10 +124,11 @@ def test_wandb_offline_run_reads_back(smoke_run):
     assert "probes/deterministic_batching" in run["summary"]
     # wandb flattens a logged table into dotted keys of the history row
     tables = [h for h in run["history"] if "probes/answers.path" in h]
-    assert len(tables) == 3 and all(t["probes/answers._type"] == "table-file" for t in tables)
+    # one incremental table: each eval logs its own five rows (tests/test_wandb_lineage.py joins them)
+    assert len(tables) == 3 and all(t["probes/answers._type"] == "incremental-table-file" for t in tables)
     files = Path(summary["wandb_dir"]) / "files"
     last = json.loads((files / tables[-1]["probes/answers.path"]).read_text())
-    assert len(last["data"]) == 15 and last["columns"][:4] == ["step", "probe_id", "question", "answer"]
+    assert len(last["data"]) == 5 and last["columns"][:4] == ["step", "probe_id", "question", "answer"]
     assert {"quality", "flags", "rep_4", "invented_terms", "fact_recall"} <= set(last["columns"])
     wide = json.loads((files / tables[-1]["probes/side_by_side.path"]).read_text())
     assert wide["columns"] == ["probe_id", "question", "step_0", "step_3", "step_6"] and len(wide["data"]) == 5

@@ -15,7 +15,8 @@ from medqa.quality.metrics import aggregate, score_answer, selection_score
 from medqa.quality.stats import divergence_paired, selection_report
 from medqa.settings.probes import Probe, load_probes  # noqa: F401  (the probe set's home; re-exported)
 from medqa.settings.quality import QualitySettings
-from medqa.tracking.runs import probe_tables, warn
+from medqa.tracking.runs import warn
+from medqa.tracking.tables import ProbeAnswerTable, side_by_side
 
 # The metric the trainer's best-checkpoint logic reads when train.select_by is quality or loss_quality.
 SELECT_METRIC = "probe_select"
@@ -46,6 +47,7 @@ class ProbeRecorder:
         self.rows: list[dict] = []
         self.evals: list[dict] = []  # per record: step, eval_loss and the aggregates (quality, eos_rate, ...)
         self.alarms: list[dict] = []
+        self.answer_table = ProbeAnswerTable()  # grows per eval in W&B (one incremental table)
         # The effective decoding travels with the answers: in the W&B run config and beside probes.jsonl.
         self.decoding = {**generation_config_dict(config), "seed": seed, "merge_adapter": merge_adapter}
         run.config.update({"decoding/generation_config": self.decoding}, allow_val_change=True)
@@ -118,10 +120,11 @@ class ProbeRecorder:
         self.alarms += heldout_alarms
 
     def log(self, step: int) -> None:
-        """Log the tables of every answer so far and this step's aggregates (probes/quality, probes/eos_rate,
-        probes/rep_4, ..., probes/divergence) to W&B; a resumed run replays it for the steps it keeps."""
+        """Log this step's answers (appended to the incremental table), the side-by-side table of every answer so
+        far, and this step's aggregates (probes/quality, probes/eos_rate, probes/rep_4, ..., probes/divergence) to
+        W&B; a resumed run replays it for the steps it keeps."""
         at = [r for r in self.rows if r["step"] == step]
-        long, wide = probe_tables(self.rows)
+        long, wide = self.answer_table.add(at), side_by_side(self.rows)
         scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
         scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
         if any(e["step"] < step for e in self.evals):

@@ -10,7 +10,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from medqa.core.run_folder import ADAPTER_FILES, check_fresh_run_dir, checkpoints, is_adapter_dir, is_run_dir
+from medqa.core.run_folder import (
+    ADAPTER_FILES,
+    check_fresh_run_dir,
+    checkpoints,
+    is_adapter_dir,
+    is_run_dir,
+    previous_wandb_id,
+)
 from medqa.model.generation import generation_config
 from medqa.model.loading import load_adapter, load_base, load_tokenizer, resolve_model_path
 from medqa.probing.recorder import ProbeRecorder
@@ -20,6 +27,8 @@ from medqa.settings.model import ModelSettings, QuantSettings
 from medqa.settings.probes import Probe
 from medqa.settings.quality import QualitySettings
 from medqa.settings.tracking import TrackingSettings
+from medqa.tracking.artifacts import use_adapter
+from medqa.tracking.metrics import define_metrics
 from medqa.tracking.runs import start_run, wandb_run_dir
 
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -131,6 +140,12 @@ def redecode(
     run = start_run(tracking, out_dir, logged_config, name=name, job_type="redecode")
     finished = False
     try:
+        define_metrics(run)
+        # Lineage: the training run's adapter artifact is this run's input (a checkpoint is not an artifact).
+        trained_id = previous_wandb_id(source.run_dir) if source.run_dir else None
+        used = None
+        if trained_id and source.adapter_dir == source.run_dir / "adapter":
+            used = use_adapter(run, source.adapter_dir, trained_id)
         recorder = ProbeRecorder(
             probes,
             system_prompt,
@@ -149,6 +164,7 @@ def redecode(
             "group": tracking.group,
             "source_run_dir": str(source.run_dir or ""),
             "adapter_dir": str(source.adapter_dir or ""),
+            "adapter_artifact": used.name if used else None,
             "step": source.step,
             "base_model": base_path,
             "generation_config": recorder.decoding,

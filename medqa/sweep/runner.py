@@ -29,6 +29,7 @@ from medqa.sweep.spec import (
     sets_group,
     sweep_run,
 )
+from medqa.tracking.metrics import summary_value
 
 STDERR_TAIL = 15  # lines of a failed run's stderr kept in sweep.json
 
@@ -72,7 +73,7 @@ def run_one(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], grou
                 proc.kill()
                 rc = proc.wait()
     summary = read_summary(run_dir)
-    metric = summary.get(spec.metric) if spec.metric else None
+    metric = summary_value(summary, spec.metric, spec.goal) if spec.metric else None  # best of a defined metric
     metric = float(metric) if isinstance(metric, (int, float)) and not isinstance(metric, bool) else None
     record = {
         "index": int(run_dir.name),

@@ -31,9 +31,9 @@ def replay_history(run, recorder, checkpoint: Path, probe_rows: list[dict]) -> i
         n += 1
         if "eval_loss" in entry and any(r["step"] == step for r in probe_rows):
             recorder.rows = [r for r in probe_rows if r["step"] <= step]
-            recorder.log(step)  # the probe tables follow each eval, as during training
             if recorder.heldout and recorder.heldout.at(step):
-                recorder.heldout.log(step)
+                recorder.heldout.log(step)  # as during training: the held-out eval's row, then the probes'
+            recorder.log(step)  # the probe tables follow each eval, as during training
             n += 1
     recorder.rows = list(probe_rows)
     return n

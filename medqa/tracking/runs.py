@@ -1,4 +1,4 @@
-"""Weights & Biases: starting a run inside the run directory, and the probe tables.
+"""Weights & Biases: starting a run inside the run directory, and reading an offline run back.
 
 Offline mode writes real wandb files (`<run dir>/wandb/offline-run-*`), readable with `wandb leet` and
 uploadable with `wandb sync`. Mode `disabled` gives wandb's own no-op run, so callers never branch on it.
@@ -15,8 +15,6 @@ import wandb
 
 from medqa.core.distributed import is_main_process
 from medqa.settings.tracking import TrackingSettings
-
-PROBE_COLUMNS = ["step", "probe_id", "question", "answer", "stopped_eos", "n_tokens"]
 
 
 def start_run(
@@ -52,29 +50,6 @@ def wandb_run_dir(run) -> Path | None:
     if run is None or run.disabled:
         return None
     return Path(run.dir).parent
-
-
-def _cell(value):
-    return ", ".join(map(str, value)) if isinstance(value, list) else value
-
-
-def probe_tables(rows: list[dict]) -> tuple[wandb.Table, wandb.Table]:
-    """(long, wide): one row per (step, probe) with its quality metrics as further columns, and one row per
-    probe with a column of answers (and their quality and flags) per step."""
-    columns = PROBE_COLUMNS + [c for c in rows[0] if c not in PROBE_COLUMNS]
-    long = wandb.Table(columns=columns, data=[[_cell(r.get(c)) for c in columns] for r in rows])
-    steps = sorted({r["step"] for r in rows})
-    by_probe: dict[str, dict] = {}
-    for r in rows:
-        entry = by_probe.setdefault(r["probe_id"], {"question": r["question"]})
-        entry[r["step"]] = r["answer"] + ("" if r["stopped_eos"] else " [no EOS: hit the token limit]")
-        if "quality" in r:
-            entry[r["step"]] += f"\n[quality {r['quality']:.2f}" + "".join(f"; {f}" for f in r["flags"]) + "]"
-    wide = wandb.Table(
-        columns=["probe_id", "question", *[f"step_{s}" for s in steps]],
-        data=[[pid, e["question"], *[e.get(s, "") for s in steps]] for pid, e in by_probe.items()],
-    )
-    return long, wide
 
 
 def read_offline_run(wandb_dir: Path) -> dict:

@@ -34,7 +34,10 @@ from medqa.probing.heldout_eval import HELDOUT_FILE, HeldoutEval, eval_split_row
 from medqa.probing.recorder import EvalAtEndCallback, ProbeCallback, ProbeRecorder
 from medqa.quality.lexicon import corpus_words
 from medqa.settings.training import RunSettings
+from medqa.tracking.artifacts import use_mix, write_mix
+from medqa.tracking.metrics import define_metrics
 from medqa.tracking.runs import log_table_at_start, start_run, wandb_run_dir
+from medqa.training.release import release_adapter
 from medqa.training.resume import begin_resume, write_error
 from medqa.training.trainer import build_trainer
 
@@ -125,8 +128,13 @@ def open_tracking(state: RunState, logged_config: dict):
     state.labels = science_labels(asdict(s))
     tracking = replace(s.tracking, tags=[*s.tracking.tags, *as_tags(state.labels)])
     run = start_run(tracking, state.run_dir, redact(logged_config), job_type="train", run_id=run_id)
+    define_metrics(run)  # eval/probe metrics on the train/global_step axis; best-of summaries
+    run.config.update({"labels": state.labels})  # the science labels as config keys too (dashboard axes)
     counts = state.data_counts
     log_table_at_start(run, "data/provenance", TABLE_COLUMNS, stage_rows(counts), summary_keys(counts))
+    if is_main_process():  # the drawn rows, declared as the run's input dataset (named by fingerprint)
+        write_mix(state.run_dir, state.train_ds.to_list(), state.eval_ds.to_list())
+        use_mix(run, state.run_dir, counts)
     return run
 
 
@@ -240,6 +248,8 @@ def finish_run(state: RunState) -> dict:
     summary["plot"] = str(plot_run(trainer.state.log_history, evals, state.run_dir / "curves.png"))
     summary["final_eval_loss"] = evals[-1]["eval_loss"]
     summary["final_mean_token_accuracy"] = evals[-1]["mean_token_accuracy"]
+    # No pickle, the portable base name, medqa's card, and the W&B `model` artifact (medqa.training.release).
+    summary["adapter"] = release_adapter(run, adapter_dir, s, summary, recorder.rows, recorder.decoding)
     run.summary.update({"selected/step": selected["step"], "probes/divergence_count": len(recorder.alarms)})
     if selected["heldout_quality"] is not None:
         run.summary.update({"selected/heldout_quality": selected["heldout_quality"]})
