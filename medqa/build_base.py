@@ -72,10 +72,20 @@ def ensure_base(recipe: TinyRecipe, cache_dir: Path | None = None) -> Path:
     root = (cache_dir or cache_root()) / "base"
     key = recipe_key(recipe)
     target = root / f"tiny-{key}"
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # two runs starting together build once
-        if not (target / "build_info.json").exists():
-            build_base(recipe, target, key)
+    if (target / "build_info.json").exists():  # built and complete (renamed into place whole): just load it,
+        return target  # even from a read-only cache, where the build lock could not be taken
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):  # two runs starting together build once
+            if not (target / "build_info.json").exists():
+                build_base(recipe, target, key)
+    except PermissionError as err:  # a read-only cache without this recipe's model
+        from medqa.checks import ConfigError
+
+        raise ConfigError(
+            f"{root}: cannot build the embedded base model there ({err.strerror}); set MEDQA_CACHE to a writable "
+            "folder, or build it once where the cache is writable"
+        ) from None
     return target
 
 
@@ -248,11 +258,16 @@ def main(argv: list[str] | None = None) -> None:
     from medqa.checks import checked_recipe, exit_on_error
 
     recipe = exit_on_error("medqa.build_base", lambda: checked_recipe(args.overrides))
-    if args.force:
-        cached = cache_root() / "base" / f"tiny-{recipe_key(recipe)}"
-        if cached.exists():
-            cached.rename(cached.with_name(f"{cached.name}.old-{int(time.time())}"))
-    path = ensure_base(recipe)
+
+    def build() -> Path:
+        if args.force:
+            cached = cache_root() / "base" / f"tiny-{recipe_key(recipe)}"
+            if cached.exists():
+                cached.rename(cached.with_name(f"{cached.name}.old-{int(time.time())}"))
+        return ensure_base(recipe)
+
+    # A read-only or full cache: one line naming the folder (a model already there is kept).
+    path = exit_on_error("medqa.build_base", build, bad_input=(OSError,))
     info = json.loads((path / "build_info.json").read_text())
     print(f"embedded base model: {path}")
     print(

@@ -9,10 +9,12 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from medqa.checks import validate_settings
+from medqa.atomic import write_text
+from medqa.checks import ConfigError, validate_settings
 from medqa.data import DataSettings, build_datasets, check_data, data_tokenizer
 from medqa.distributed import generation_is_collective, is_main_process, processes_without_gpu, rank, world_size
 from medqa.generation import DecodingSettings, generation_config
+from medqa.interrupts import Interrupted
 from medqa.labels import as_tags, science_labels
 from medqa.lexicon import corpus_words
 from medqa.modeling import (
@@ -31,11 +33,9 @@ from medqa.provenance import log_provenance, write_provenance
 from medqa.quality import SELECT_RULES, QualitySettings
 from medqa.redact import redact
 from medqa.report import plot_run
-from medqa.resume import begin_resume, check_resumable, previous_wandb_id, write_error
+from medqa.resume import begin_resume, check_resumable, check_same_data, previous_wandb_id, write_error
+from medqa.run_folder import check_fresh_run_dir
 from medqa.tracking import TrackingSettings, start_run, wandb_run_dir
-
-# Files that mean a folder already holds a run: never written into twice.
-RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class TrainSettings:
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
     resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.resume)
+    resume_accept_data_change: bool = False  # resume onto data whose fingerprint differs from the run's
 
 
 @dataclass(frozen=True)
@@ -180,13 +181,6 @@ def build_trainer(
     return trainer
 
 
-def check_fresh_run_dir(run_dir: Path) -> None:
-    """Refuse a folder that already holds a run: nothing a user made is overwritten."""
-    taken = [m for m in RUN_MARKERS if (run_dir / m).exists()]
-    if taken:
-        raise FileExistsError(f"{run_dir} already holds a run ({', '.join(taken)}); choose a new run dir")
-
-
 def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_callbacks: list | None = None) -> dict:
     """Train, probe at every eval, save the adapter; return the run summary (also written to run.json).
     `extra_callbacks` are more transformers TrainerCallbacks (tests use one to watch the weights)."""
@@ -203,7 +197,13 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
 
     check_data(settings.data)  # the mix and the sources' files, before the base model is built
     # The token-length filter counts the model's own tokens (tokenizer only; weights load below).
-    train_ds, eval_ds, data_counts = build_datasets(settings.data, data_tokenizer(settings.model))
+    tokenizer_for_data = data_tokenizer(settings.model)
+    try:
+        train_ds, eval_ds, data_counts = build_datasets(settings.data, tokenizer_for_data)
+    except (ValueError, ConnectionError) as err:  # a bad row, file or source: one line, before anything is written
+        raise ConfigError(str(err)) from None
+    if resume_from is not None:  # the same rows as before the interruption, or a clear refusal
+        check_same_data(run_dir, data_counts, settings.train.resume_accept_data_change)
     if is_main_process() and resume_from is None:  # a resumed run keeps the provenance it wrote first
         write_provenance(data_counts, run_dir)
     model, tokenizer, model_path = load_base(settings.model, settings.quant, settings.train.attn_implementation)
@@ -214,7 +214,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     labels = science_labels(asdict(settings))
     tracking = replace(settings.tracking, tags=[*settings.tracking.tags, *as_tags(labels)])
     run = start_run(tracking, run_dir, redact(logged_config), job_type="train", run_id=run_id)
-    finished = False
+    finished, exit_code = False, 1
     try:
         log_provenance(run, data_counts)
         recorder = ProbeRecorder(
@@ -307,11 +307,14 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         kept = {"selected/probe_quality": selected["probe_quality"], "selected/eval_loss": selected["eval_loss"]}
         run.summary.update(kept)
         run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
-        (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_text(run_dir / "run.json", json.dumps(summary, indent=2, default=str))
         finished = True
         return summary
+    except Interrupted as err:
+        exit_code = err.exit_code  # the caller records the interruption in run.json
+        raise
     finally:
-        run.finish(exit_code=0 if finished else 1)  # a crashed run is marked failed, and a multirun goes on
+        run.finish(exit_code=0 if finished else exit_code)  # a crashed run is marked failed, a multirun goes on
 
 
 def run_flags(determinism: dict, model) -> list[str]:

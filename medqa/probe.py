@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from medqa.checks import ConfigError, check_adapter_dir, checked_settings, run_checked
+from medqa.checks import ConfigError, check_adapter_dir, check_run_dir_writable, checked_settings, run_checked
 from medqa.config import saved_run_settings, settings_from_cfg
 from medqa.redecode import find_weights, redecode, redecode_tracking
 
@@ -74,6 +74,9 @@ def preflight(argv: list[str]) -> list[str]:
             check_adapter_dir(source.adapter_dir, key="run")
     if not any(a.startswith("-") for a in argv):  # flags (-m, --cfg): each job checks its own settings
         checked_settings([a for a in argv if not a.startswith("run=")])
+        out = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")), None)
+        if out:
+            check_run_dir_writable(Path(out))
     return argv
 
 

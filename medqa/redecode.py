@@ -122,7 +122,7 @@ def redecode(
 ) -> dict:
     """Answer the probes with `source`'s weights under `decoding`, into the fresh `out_dir` and a new W&B run
     (job_type "redecode", `tracking.group`); returns the summary also written to redecode.json."""
-    from medqa.finetune import check_fresh_run_dir
+    from medqa.run_folder import check_fresh_run_dir
 
     started = time.time()
     out_dir = out_dir.resolve()
@@ -164,7 +164,9 @@ def redecode(
             "answers": rows,
             "seconds": round(time.time() - started, 1),
         }
-        (out_dir / "redecode.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        from medqa.atomic import write_text
+
+        write_text(out_dir / "redecode.json", json.dumps(summary, indent=2, ensure_ascii=False))
         finished = True
         return summary
     finally:

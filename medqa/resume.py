@@ -24,9 +24,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medqa.checks import ConfigError, RunWriteError, check_adapter_dir
+from medqa.run_folder import check_not_live, live_holder
 
-# What HF Trainer writes into checkpoint-N; trainer_state.json comes last, so a checkpoint cut short by a kill
-# lacks it and is skipped.
+# What HF Trainer writes into checkpoint-N and resume reads; trainer_state.json comes last, so a checkpoint cut
+# short by a kill lacks it (or holds it empty) and is skipped (checkpoint_problem).
 CHECKPOINT_FILES = (
     "adapter_model.safetensors",
     "adapter_config.json",
@@ -36,18 +37,58 @@ CHECKPOINT_FILES = (
     "trainer_state.json",
 )
 RUNS_ROOT = Path("runs")  # where hydra.run.dir puts runs by default (conf/config.yaml)
+RESUME_KEYS = ("resume", "resume_accept_data_change")  # how to continue, not what the run is: not compared
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """The run's complete checkpoints, oldest first."""
+    """The run's complete checkpoints (checkpoint_problem is None), oldest first."""
+    return [p for p in _saved(run_dir) if checkpoint_problem(p) is None]
+
+
+def _saved(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     found = [p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] if root.is_dir() else []
-    complete = [p for p in found if all((p / f).is_file() for f in CHECKPOINT_FILES)]
-    return sorted(complete, key=checkpoint_step)
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why resume could not continue from `checkpoint`, or None when it is complete: every file resume reads
+    is there and not empty, trainer_state.json parses with its step and log, the adapter's safetensors header
+    covers the file. Read before anything opens (no W&B segment, no probe rows moved)."""
+    p = Path(checkpoint)
+    for name in CHECKPOINT_FILES:
+        f = p / name
+        if not f.is_file():
+            return f"{p.name}: no {name}"
+        if f.stat().st_size == 0:
+            return f"{p.name}: {name} is empty (0 bytes)"
+    try:
+        state = json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"{p.name}: trainer_state.json unreadable ({err})"
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        return f"{p.name}: trainer_state.json has no log_history"
+    try:
+        check_adapter_dir(p, key="train.resume checkpoint")
+    except ConfigError as err:
+        return str(err)
+    return None
 
 
 def checkpoint_step(checkpoint: Path) -> int:
     return int(Path(checkpoint).name.split("-")[-1])
+
+
+def run_finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` finished: its run.json is a finished run's (an interrupted run's run.json
+    says `"state": "interrupted"` and the run can be continued)."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("state") != "interrupted"
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: never resumed over
 
 
 def check_resumable(run_dir: Path, key: str = "train.resume") -> Path:
@@ -55,12 +96,14 @@ def check_resumable(run_dir: Path, key: str = "train.resume") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{key}={run_dir}: no such run folder")
-    if (run_dir / "run.json").exists():
+    if run_finished(run_dir):
         raise ConfigError(f"{key}={run_dir}: that run finished (run.json exists); start a new run instead")
     found = checkpoints(run_dir)
     if not found:
-        raise ConfigError(f"{key}={run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
-    return Path(check_adapter_dir(found[-1], key=f"{key} checkpoint"))
+        saved = _saved(run_dir)
+        why = f" ({checkpoint_problem(saved[-1])})" if saved else ""
+        raise ConfigError(f"{key}={run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}{why}")
+    return found[-1]
 
 
 def config_differences(run_dir: Path, cfg) -> list[str]:
@@ -73,7 +116,8 @@ def config_differences(run_dir: Path, cfg) -> list[str]:
     now = OmegaConf.to_container(cfg, resolve=False)
     now.pop("hydra", None)
     for c in (saved, now):
-        c.get("train", {}).pop("resume", None)
+        for k in RESUME_KEYS:
+            c.get("train", {}).pop(k, None)
     return _diff(saved, now)
 
 
@@ -87,8 +131,8 @@ def find_resumable(cfg, root: Path = RUNS_ROOT) -> Path | None:
     """The latest unfinished run under `root` (runs/<date>/<time>) with a checkpoint and the same config."""
     candidates = sorted((p for p in Path(root).glob("*/*") if p.is_dir()), reverse=True)
     for run_dir in candidates:
-        if (run_dir / "run.json").exists() or not (run_dir / ".hydra" / "config.yaml").exists():
-            continue
+        if run_finished(run_dir) or not (run_dir / ".hydra" / "config.yaml").exists() or live_holder(run_dir):
+            continue  # finished, not a run, or being trained by a live process
         if checkpoints(run_dir) and not config_differences(run_dir, cfg):
             return run_dir
     return None
@@ -110,6 +154,7 @@ def resolve_resume(argv: list[str], cfg, resume: str | None) -> list[str]:
             return [a for a in argv if not a.startswith("train.resume=")] + ["train.resume=null"]
     else:
         run_dir = Path(resume)
+    check_not_live(run_dir, "train.resume")  # never join a run another process is training
     check = check_resumable(run_dir)
     if resume != "auto" and explicit and Path(explicit).resolve() != run_dir.resolve():
         raise ConfigError(
@@ -130,6 +175,30 @@ def resolve_resume(argv: list[str], cfg, resume: str | None) -> list[str]:
         f"hydra.run.dir={run_dir.absolute()}",
         f"hydra.output_subdir=.hydra/resume-{stamp}",
     ]
+
+
+def check_same_data(run_dir: Path, provenance: dict, accept_change: bool = False) -> None:
+    """A resumed run trains on the rows it started with: the drawn mix's fingerprint must equal the one in the
+    run's data_provenance.json (a source file edited in place changes it). ConfigError naming both, unless
+    `accept_change` (train.resume_accept_data_change=true), which keeps the new provenance beside the first."""
+    path = Path(run_dir) / "data_provenance.json"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = None
+    now = provenance["fingerprint"]
+    if before == now:
+        return
+    shown = "none readable" if before is None else f"train {before.get('train')}, eval {before.get('eval')}"
+    if not accept_change:
+        raise ConfigError(
+            f"train.resume={run_dir}: the data drawn now (fingerprint train {now['train']}, eval {now['eval']}) is not "
+            f"the run's ({shown}, in {path}): a source file or the data settings changed. Restore them, or set "
+            "train.resume_accept_data_change=true to continue on the new data"
+        )
+    aside = path.with_name(f"data_provenance.resume-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    aside.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    print(f"train.resume_accept_data_change=true: continuing on changed data ({shown} -> {now}); see {aside.name}")
 
 
 def set_aside_probe_rows(probes_file: Path, step: int) -> list[dict]:

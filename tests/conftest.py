@@ -15,8 +15,9 @@ from transformers import TrainerCallback
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
-# A cache of this session's own; subprocesses (the CLI test) inherit it.
-os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
+# A cache of this session's own; subprocesses (the CLI test) inherit it. MEDQA_TEST_CACHE reuses one across
+# sessions (local iteration only: the build path is then not exercised).
+os.environ["MEDQA_CACHE"] = os.environ.get("MEDQA_TEST_CACHE") or tempfile.mkdtemp(prefix="medqa-test-cache-")
 
 ROOT = Path(__file__).resolve().parent.parent
 
