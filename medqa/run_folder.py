@@ -25,6 +25,7 @@ LOCK_FILE = ".medqa.lock"
 # Files that mean a folder already holds a run: never written into twice.
 RUN_MARKERS = ("run.json", "adapter", "probes.jsonl", "checkpoints", "wandb", "data_provenance.json")
 _HELD: set[Path] = set()  # run folders this process has locked
+_CREATED: set[Path] = set()  # run folders acquire() created (so an empty one may be removed again)
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:
@@ -112,6 +113,8 @@ def acquire(run_dir: Path, key: str = "hydra.run.dir") -> None:
     run_dir = Path(run_dir)
     if run_dir.absolute() in _HELD:
         return
+    if not run_dir.exists():
+        _CREATED.add(run_dir.absolute())
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
     record = {
@@ -164,3 +167,8 @@ def release(run_dir: Path) -> None:
 def held() -> list[Path]:
     """The run folders this process holds locks on."""
     return sorted(_HELD)
+
+
+def created_here(run_dir: Path) -> bool:
+    """Whether this process created `run_dir` (when it locked it)."""
+    return Path(run_dir).absolute() in _CREATED

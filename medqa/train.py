@@ -25,7 +25,7 @@ from medqa.checks import (
 from medqa.distributed import is_main_process
 from medqa.interrupts import Interrupted, install
 from medqa.report import print_run_summary
-from medqa.run_folder import acquire, check_fresh_run_dir, check_not_live, held, release
+from medqa.run_folder import acquire, check_fresh_run_dir, check_not_live, created_here, held, release
 
 HYDRA_FILES = {".hydra": {"config.yaml", "hydra.yaml", "overrides.yaml"}, "train.log": None}
 
@@ -41,7 +41,11 @@ def main(cfg: DictConfig) -> float:
         print(f"medqa.train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+
     from medqa.finetune import finetune
+
+    datasets.disable_progress_bars()  # loading a source is not progress worth a bar; errors stay one line
 
     if is_main_process():  # an explicit hydra.run.dir was locked in preflight; a stamped one is new
         exit_on_error("medqa.train", lambda: acquire(run_dir))
@@ -139,7 +143,7 @@ def discard_hydra_only_dir(run_dir: Path) -> None:
     """Remove the folder Hydra just made for a rejected job, only if it holds nothing but Hydra's own files."""
     release(run_dir)
     entries = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if run_dir.is_dir() and not entries:  # made and locked by preflight, nothing written yet
+    if run_dir.is_dir() and not entries and created_here(run_dir):  # made by preflight's lock, nothing in it
         run_dir.rmdir()
         return
     if not entries <= set(HYDRA_FILES) or not (run_dir / ".hydra").is_dir():

@@ -754,6 +754,16 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 400, poll: flo
     return False
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has its own handler for `sig` (SigCgt in /proc; False where there is no /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask >> (sig - 1) & 1)
+
+
 def _complete_checkpoint(run: Path, step: int) -> bool:
     return (run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file()
 
@@ -906,7 +916,8 @@ def test_sigkill_mid_save_then_resume_finishes_past_the_stale_lock(cli, tmp_path
 )
 def test_a_signal_at_start_up_leaves_no_run_and_no_traceback(sig, rc, base_dir, tmp_path):
     p = popen("train", *TINY, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    time.sleep(4)  # importing and checking the command line: before any folder exists
+    _wait_for(lambda: _catches(p.pid, signal.SIGTERM), p, timeout=20)  # the command's handlers are in place
+    time.sleep(1)  # checking the command line, composing: before anything of the run is written
     os.killpg(p.pid, sig)
     out = finish(p, 60)
     assert out.rc in (rc, -sig), out.text[-3000:]
