@@ -35,6 +35,9 @@ def _exit_code(err: SystemExit) -> int:
 
 
 def _child(req: dict) -> None:
+    # The exit functions registered before the fork belong to the runner (e.g. W&B's media temp folder, made at
+    # import): a child running them would delete what the next child needs.
+    atexit._clear()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])

@@ -376,6 +376,7 @@ def _fake_run(tmp: Path, name: str, run_json: bytes | None, probes: bytes | None
     return run
 
 
+GOOD_PROBE = b'{"step": 0, "probe_id": "p", "question": "q?", "answer": "a", "stopped_eos": true}\n'
 COMPARE_CASES = {
     # name: (run.json bytes, probes.jsonl bytes, file the message names, row, words)
     "run_json_empty": (b"", b"", "run.json", None, ["JSON"]),
@@ -384,7 +385,7 @@ COMPARE_CASES = {
     "run_json_not_object": (b"[1, 2]", b"", "run.json", None, ["object"]),
     "run_json_missing_keys": (b'{"evals": []}', b"", "run.json", None, ["missing"]),
     "probes_missing": (None, None, "probes.jsonl", None, ["no such file"]),
-    "probes_non_utf8": (None, b'{"step": 0}\n{"step": "caf\xe9"}\n', "probes.jsonl", 2, ["UTF-8"]),
+    "probes_non_utf8": (None, GOOD_PROBE + b'{"step": "caf\xe9"}\n', "probes.jsonl", 2, ["UTF-8"]),
     "probes_invalid": (None, b'{"step": 0, \n', "probes.jsonl", 1, ["JSON"]),
     "probes_surrogate": (None, b'{"step": 0, "probe_id": "\\ud800"}\n', "probes.jsonl", 1, ["surrogate"]),
 }
@@ -397,7 +398,9 @@ def good_run_json() -> bytes:
         "model": {"name_or_path": "tiny"}, "quant": {"load_in_4bit": False},
         "data": {"mix": {"chatdoctor": 0.85, "wikidoc": 0.15}, "total": 40},
         "lora": {"target_modules": ["q_proj"], "r": 4}, "train": {"epochs": 1, "max_steps": 2, "lr": 0.001},
-        "decoding": {"max_new_tokens": 4}, "tracking": {"group": None},
+        "decoding": {"max_new_tokens": 4, "do_sample": False, "temperature": 1.0, "top_p": 1.0,
+                     "repetition_penalty": 1.0, "no_repeat_ngram_size": 0},
+        "tracking": {"group": None},
     }  # fmt: skip
     evals = [{"step": 0, "eval_loss": 2.0, "probe_quality": 0.5, "probe_eos_rate": 1.0}]
     summary = {"settings": settings, "evals": evals, "selected": {"step": 0}, "flags": [], "final_eval_loss": 2.0,
@@ -476,7 +479,7 @@ def _adapter_run(tmp: Path, config: bytes | None, weights: bytes | None, pickled
         ("weights_0_bytes", b"{}", b"", False, ["adapter_model.safetensors", "corrupt"]),
         ("weights_truncated", b"{}", b"\x10\x00\x00\x00\x00\x00\x00\x00{", False, ["corrupt"]),
         ("config_0_bytes", b"", None, False, ["adapter_config.json"]),
-        ("only_pickle", b"{}", None, True, ["pickled"]),
+        ("only_pickle", b"{}", None, True, ["adapter_model.safetensors"]),
         ("config_non_utf8", b'{"r": "caf\xe9"}', None, False, ["adapter_config.json"]),
     ],
 )
