@@ -30,6 +30,7 @@ run: setup
 
 test: setup browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 slow: setup

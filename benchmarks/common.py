@@ -43,8 +43,8 @@ def random_checkpoint(shape: str, root: Path) -> Path:
     harness loads it through its own path (`model.source=hub model.name_or_path=<folder>`)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from medqa.build_base import shipped_qa_texts
-    from medqa.tokenizer import train_tokenizer
+    from medqa.model.tiny.build import shipped_qa_texts
+    from medqa.model.tokenizer import train_tokenizer
 
     target = root / shape
     if (target / "config.json").exists():
@@ -71,8 +71,9 @@ def random_checkpoint(shape: str, root: Path) -> Path:
 def chat_examples(tokenizer, n: int, lo: int = 120, hi: int = 512, seed: int = 0) -> list[dict]:
     """`n` prompt/completion chats from the embedded mix (medqa's data path), each answer extended with further
     answers to a token length drawn uniformly from [lo, hi] (the seed's ChatDoctor examples are ~120-512 tokens)."""
-    from medqa.config import compose_config, settings_from_cfg
-    from medqa.data import build_datasets
+    from medqa.config.compose import compose_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.data.mix import build_datasets
 
     data = settings_from_cfg(compose_config([])).data
     train, _, _ = build_datasets(data)

@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from peft import get_peft_model
 
-    from medqa.config import compose_config, settings_from_cfg
-    from medqa.generation import generate_answers, generation_config
-    from medqa.modeling import load_base, lora_config
+    from medqa.config.compose import compose_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.generation import generate_answers, generation_config
+    from medqa.model.loading import load_base, lora_config
 
     ckpt = common.random_checkpoint(args.shape, args.root)
     cfg = compose_config(

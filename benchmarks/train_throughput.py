@@ -71,9 +71,10 @@ def run_row(
     import torch
     from transformers import TrainerCallback
 
-    from medqa.config import compose_config, settings_from_cfg
-    from medqa.finetune import build_trainer
-    from medqa.modeling import count_parameters, load_base
+    from medqa.config.compose import compose_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.training.run import build_trainer
+    from medqa.model.loading import count_parameters, load_base
 
     ckpt = common.random_checkpoint(shape, root)
     overrides = [

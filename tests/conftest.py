@@ -33,7 +33,7 @@ def shrink_overrides():
 @pytest.fixture(scope="session")
 def compose():
     """conf/config.yaml composed as a user's command line would, plus `overrides`."""
-    from medqa.config import compose_config
+    from medqa.config.compose import compose_config
 
     return lambda overrides=(): compose_config(list(overrides))
 
@@ -41,22 +41,23 @@ def compose():
 @pytest.fixture(scope="session")
 def compose_small():
     """The same, with the embedded model's pretraining shortened: for tests that build or train."""
-    from medqa.config import compose_config
+    from medqa.config.compose import compose_config
 
     return lambda overrides=(): compose_config([*TEST_OVERRIDES, *overrides])
 
 
 @pytest.fixture(scope="session")
 def base_dir(compose_small):
-    from medqa.build_base import ensure_base
-    from medqa.config import tiny_recipe
+    from medqa.config.build import tiny_recipe
+    from medqa.model.tiny.build import ensure_base
 
     return ensure_base(tiny_recipe(compose_small().model))
 
 
 @pytest.fixture(scope="session")
 def tokenizer(base_dir):
-    from medqa.modeling import ModelSettings, load_tokenizer
+    from medqa.model.loading import load_tokenizer
+    from medqa.settings.model import ModelSettings
 
     return load_tokenizer(str(base_dir), ModelSettings())
 
@@ -77,8 +78,8 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     """One tiny training run (6 steps, probes at 0/3/6, W&B offline) shared by the test files that need one."""
     from omegaconf import OmegaConf
 
-    from medqa.config import settings_from_cfg
-    from medqa.finetune import finetune
+    from medqa.config.build import settings_from_cfg
+    from medqa.training.run import finetune
 
     cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
     run_dir = tmp_path_factory.mktemp("smoke") / "run"

@@ -6,9 +6,9 @@ import dataclasses
 import hashlib
 import json
 
-from medqa.build_base import build_base, ensure_base, pretraining_documents, recipe_key, shipped_qa_texts
-from medqa.config import tiny_recipe
-from medqa.embedded_corpus import load_knowledge
+from medqa.config.build import tiny_recipe
+from medqa.data.embedded.phrasing import load_knowledge
+from medqa.model.tiny.build import build_base, ensure_base, pretraining_documents, recipe_key, shipped_qa_texts
 
 
 def _digest(folder):

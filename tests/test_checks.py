@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medqa.checks import (
-    ConfigError,
-    check_adapter_dir,
-    checked_settings,
-    prompt_token_floor,
-    validate_settings,
-)
-from medqa.resume import CHECKPOINT_FILES
-from medqa.train import discard_hydra_only_dir, preflight
+from medqa.cli.train import discard_hydra_only_dir, preflight
+from medqa.config.validate import checked_settings, validate_settings
+from medqa.core.errors import ConfigError
+from medqa.core.run_folder import CHECKPOINT_FILES, check_adapter_dir
+from medqa.model.tokenizer import prompt_token_floor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,7 +149,7 @@ def test_unwritable_output_dir_is_rejected(tmp_path):
 
 
 def test_run_path_check_for_commands_that_read_a_run(tmp_path):
-    from medqa.redecode import find_weights  # the one check of a run path (medqa.probe's preflight uses it)
+    from medqa.probing.redecode import find_weights  # the one check of a run path (medqa.probe's preflight uses it)
 
     with pytest.raises(FileNotFoundError, match="no such file or directory"):
         find_weights(str(tmp_path / "missing"))
@@ -175,8 +171,8 @@ def test_prompt_floor_is_a_lower_bound_of_the_real_count(compose, tokenizer):
 def test_validate_settings_is_what_finetune_runs_first(compose):
     import dataclasses
 
-    from medqa.config import settings_from_cfg
-    from medqa.finetune import finetune
+    from medqa.config.build import settings_from_cfg
+    from medqa.training.run import finetune
 
     settings = settings_from_cfg(compose())
     validate_settings(settings)  # the default config is valid

@@ -6,9 +6,7 @@ import dataclasses
 
 import pytest
 
-from medqa.cleaning import (
-    DEFAULT_FILLER_KEYWORDS,
-    CleaningSettings,
+from medqa.data.cleaning import (
     clean_rows,
     drop_trailing_filler,
     has_residual_filler,
@@ -17,6 +15,7 @@ from medqa.cleaning import (
     repair_ocr,
     strip_filler,
 )
+from medqa.settings.data import DEFAULT_FILLER_KEYWORDS, CleaningSettings
 
 BODY = "Your blood pressure of 150/95 needs treatment, and an ACE inhibitor is a good first choice."
 # Rows a cleaner must never touch: clinical prose with abbreviations, units, numbers, a list, a name.

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from medqa.compare import cli, find_run_dirs, read_runs, run_row, write_report
+from medqa.analysis.compare import find_run_dirs, read_runs, run_row, write_report
+from medqa.cli.compare import cli
 
 PAYLOAD = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from medqa.config import CONF_DIR, settings_from_cfg
+from medqa.config.build import settings_from_cfg
+from medqa.config.compose import CONF_DIR
 
 GROUPS = ["model", "data", "lora", "train", "decoding", "quant", "tracking", "probes", "quality"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
@@ -37,7 +38,7 @@ def test_experiment_preset_composes(compose, name):
 
 @pytest.mark.parametrize("week", ["week3", "week4", "week4_fix"])
 def test_tiny_preset_keeps_its_weeks_science_on_the_embedded_default(compose, week):
-    from medqa.labels import science_labels
+    from medqa.core.labels import science_labels
 
     real, tiny = (settings_from_cfg(compose([f"experiment={name}"])) for name in (week, f"{week}_tiny"))
     real_labels, tiny_labels = science_labels(asdict(real)), science_labels(asdict(tiny))
@@ -47,9 +48,13 @@ def test_tiny_preset_keeps_its_weeks_science_on_the_embedded_default(compose, we
     assert compose([f"experiment={week}_tiny"]).tracking.group == f"{week}_tiny"
 
 
-def test_experiments_live_in_experiments_folder():
+def test_experiments_folder_shows_every_shipped_preset():
+    # The presets ship inside the package (conf/experiment/, so an installed wheel has them); experiments/ at the
+    # repository root links to each one, next to RESULTS.md.
     assert EXPERIMENTS, "no presets"
-    assert (CONF_DIR / "experiment").resolve() == (Path(CONF_DIR).parent / "experiments").resolve()
+    top = Path(CONF_DIR).parent.parent / "experiments"
+    shown = {p.name: p.resolve() for p in top.glob("*.yaml")}
+    assert shown == {p.name: p.resolve() for p in (CONF_DIR / "experiment").glob("*.yaml")}
 
 
 def test_defaults_are_the_embedded_setup(compose):
@@ -82,7 +87,7 @@ def test_added_unknown_key_names_it(compose):
 
 
 def test_science_labels_name_what_changes_results_and_ignore_speed_levers(compose):
-    from medqa.labels import science_labels
+    from medqa.core.labels import science_labels
 
     def labels(*overrides):
         return science_labels(asdict(settings_from_cfg(compose(list(overrides)))))

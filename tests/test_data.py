@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from medqa.cleaning import CleaningSettings
-from medqa.config import settings_from_cfg
-from medqa.data import (
-    build_datasets,
-    check_data,
-    export_jsonl,
-    hub_unreachable,
-    load_source,
-    token_lengths,
-    validate_mix,
-)
+from medqa.config.build import settings_from_cfg
+from medqa.data.mix import build_datasets, check_data, export_jsonl, hub_unreachable, load_source, token_lengths
+from medqa.settings.data import CleaningSettings, validate_mix
 
 HUB_SAMPLE = Path(__file__).parent / "assets" / "chatdoctor_hub_sample.jsonl"  # lavita's exact columns
 
@@ -231,7 +223,7 @@ def test_unreachable_hub_fails_fast_and_names_the_dataset(tmp_path):
         assert time.time() - started < 2
     # Without HF_HUB_OFFLINE (a user's default), a closed endpoint stops the load in seconds.
     code = (
-        "from medqa.data import SourceSettings, load_source\n"
+        "from medqa.data.mix import load_source\nfrom medqa.settings.data import SourceSettings\n"
         "load_source('chatdoctor', SourceSettings(hub_id='lavita/ChatDoctor-HealthCareMagic-100k'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medqa.data import main
+from medqa.cli.data import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medqa.distributed import shared_stamp
+from medqa.core.distributed import shared_stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 # Same weights, same batches, same token-weighted gradients: the runs differ only in the order of float

@@ -12,7 +12,7 @@ import torch
 def _lora_model(settings, quant=None, dropout: float = 0.1):
     from peft import get_peft_model
 
-    from medqa.modeling import load_base, lora_config
+    from medqa.model.loading import load_base, lora_config
 
     model, tokenizer, _ = load_base(settings.model, quant or settings.quant)
     lora = dataclasses.replace(settings.lora, dropout=dropout)
@@ -39,8 +39,8 @@ def _train(settings, rows: list[dict], out, **train_changes) -> tuple[list[float
     """Four optimizer steps through medqa's trainer: the logged losses and how far LoRA B moved from zero."""
     from datasets import Dataset
 
-    from medqa.finetune import build_trainer
-    from medqa.modeling import load_base, lora_b_movement
+    from medqa.model.loading import load_base, lora_b_movement
+    from medqa.training.run import build_trainer
 
     train = dataclasses.replace(settings.train, max_steps=4, logging_steps=1, **train_changes)
     model, tokenizer, _ = load_base(settings.model, settings.quant)
@@ -58,8 +58,8 @@ def _batch(tokenizer):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_fused_branch_matches_peft_loss_and_every_gradient(compose_small, base_dir, dropout):
-    from medqa.config import settings_from_cfg
-    from medqa.fused_lora import fuse_lora_layers
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.fused_lora import fuse_lora_layers
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model, tokenizer = _lora_model(settings, dropout=dropout)
@@ -80,8 +80,8 @@ def test_fused_branch_matches_peft_loss_and_every_gradient(compose_small, base_d
 
 
 def test_adapter_off_and_eval_mode_fall_back_to_the_plain_paths(compose_small, base_dir):
-    from medqa.config import settings_from_cfg
-    from medqa.fused_lora import fuse_lora_layers
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.fused_lora import fuse_lora_layers
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model, tokenizer = _lora_model(settings)
@@ -100,7 +100,7 @@ def test_adapter_off_and_eval_mode_fall_back_to_the_plain_paths(compose_small, b
 
 def test_fused_training_follows_the_same_losses(compose_small, base_dir, tmp_path):
     """Four optimizer steps through medqa's trainer, fused and not, from the same seed: the same loss curve."""
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     settings = settings_from_cfg(compose_small(["train=smoke", "lora=attn_mlp", "lora.dropout=0.1"]))
     rows = [{"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day."} for i in range(16)]
@@ -112,8 +112,8 @@ def test_fused_training_follows_the_same_losses(compose_small, base_dir, tmp_pat
 def test_under_bf16_autocast_the_branch_computes_in_bf16_and_keeps_fp32_gradients(compose_small, base_dir):
     """As in bf16 training on a GPU (fp32 adapter weights, bf16 matmuls): the same loss and gradients as PEFT
     up to bf16 rounding, gradients in the parameters' fp32."""
-    from medqa.config import settings_from_cfg
-    from medqa.fused_lora import fuse_lora_layers
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.fused_lora import fuse_lora_layers
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model, tokenizer = _lora_model(settings, dropout=0.1)
@@ -133,7 +133,7 @@ def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, t
     """train.compile_layers (each decoder layer under torch.compile, dynamic shapes) on top of the fused branch:
     the same loss curve as eager and LoRA B weights that moved from their zero start. (On CPU; the H100 check
     is benchmarks/levers_learn.py.)"""
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.padding_free=true"]
     settings = settings_from_cfg(compose_small(overrides))
@@ -155,8 +155,8 @@ def test_compiled_layers_keep_flex_attention_out_of_their_graphs(compose_small, 
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    from medqa.config import settings_from_cfg
-    from medqa.modeling import FLEX_OUTSIDE_GRAPH, compile_decoder_layers, load_base
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.loading import FLEX_OUTSIDE_GRAPH, compile_decoder_layers, load_base
 
     settings = settings_from_cfg(compose_small([]))
     flex, _, _ = load_base(settings.model, settings.quant, "flex_attention")
@@ -177,9 +177,9 @@ def test_an_adapter_that_learned_nothing_is_flagged(compose_small, base_dir):
     the adapter: what a broken speed lever looks like), and nothing when B moved."""
     from peft import get_peft_model
 
-    from medqa.config import settings_from_cfg
-    from medqa.finetune import run_flags
-    from medqa.modeling import load_base, lora_config
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.loading import load_base, lora_config
+    from medqa.training.run import run_flags
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
     model = get_peft_model(load_base(settings.model, settings.quant)[0], lora_config(settings.lora))

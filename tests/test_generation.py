@@ -9,9 +9,11 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from medqa.config import CONF_DIR, settings_from_cfg
-from medqa.generation import DecodingSettings, generate_answers, generation_config, generation_config_dict
-from medqa.tokenizer import EOT, PAD
+from medqa.config.build import settings_from_cfg
+from medqa.config.compose import CONF_DIR
+from medqa.model.generation import generate_answers, generation_config, generation_config_dict
+from medqa.model.tokenizer import EOT, PAD
+from medqa.settings.decoding import DecodingSettings
 
 
 def test_greedy_config_stops_at_end_of_turn(tokenizer):
@@ -134,8 +136,8 @@ def test_merged_adapter_computes_the_adapter_and_leaves_base_weights_bit_identic
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medqa.generation import merged_adapter
-    from medqa.modeling import lora_config
+    from medqa.model.generation import merged_adapter
+    from medqa.model.loading import lora_config
 
     settings = settings_from_cfg(compose_small(["lora=attn_mlp", "decoding.max_new_tokens=24"]))
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), lora_config(settings.lora)).eval()

@@ -9,7 +9,7 @@ import pytest
 
 
 def test_gpu_preset_composes_with_its_levers(compose):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     train = settings_from_cfg(compose(["train=gpu", "model=llama32_3b"])).train
     assert train.padding_free and not train.gradient_checkpointing
@@ -20,7 +20,7 @@ def test_gpu_preset_composes_with_its_levers(compose):
 def test_gpu_preset_sets_fast_probes_whatever_the_decoding_preset(compose):
     """train=gpu also sets how probes are computed (static cache, LoRA folded); the decoding preset still
     decides what is decoded, and a command-line override still wins."""
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     rp13 = settings_from_cfg(compose(["train=gpu", "decoding=greedy_rp13"])).decoding
     assert (rp13.cache_implementation, rp13.merge_adapter, rp13.repetition_penalty) == ("static", True, 1.3)
@@ -31,7 +31,7 @@ def test_gpu_preset_sets_fast_probes_whatever_the_decoding_preset(compose):
 
 
 def test_seed_batch_and_every_lever_override_compose(compose):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     overrides = ["train=seed_t4", "train.padding_free=true", "train.use_liger=true", "train.torch_compile=true"]
     train = settings_from_cfg(compose(overrides)).train
@@ -44,9 +44,9 @@ def test_padding_free_batches_keep_examples_apart(compose_small, base_dir, tmp_p
     another (transformers builds the block-diagonal mask from the restarting position ids)."""
     from datasets import Dataset
 
-    from medqa.config import settings_from_cfg
-    from medqa.finetune import build_trainer
-    from medqa.modeling import load_base
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.loading import load_base
+    from medqa.training.run import build_trainer
 
     settings = settings_from_cfg(compose_small(["train=smoke"]))
     system = [{"role": "system", "content": settings.data.system_prompt}]

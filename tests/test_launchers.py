@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from medqa.config import CONF_DIR, settings_from_cfg
+from medqa.config.build import settings_from_cfg
+from medqa.config.compose import CONF_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,7 @@ def test_every_sweep_point_composes_with_the_slurm_launcher(launcher, wikidoc, l
 
 def test_remainder_rejects_a_share_above_one(compose):
     with pytest.raises(ValueError, match=r"data.mix.chatdoctor=-0.5: a share must be >= 0"):
-        from medqa.data import validate_mix
+        from medqa.settings.data import validate_mix
 
         validate_mix(settings_from_cfg(compose(["data.mix.wikidoc=1.5"])).data)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medqa.modeling import ModelSettings, QuantSettings, load_base, lora_config
-from medqa.tokenizer import PAD
+from medqa.model.loading import load_base, lora_config
+from medqa.model.tokenizer import PAD
+from medqa.settings.model import ModelSettings, QuantSettings
 
 
 def test_local_folder_loads_like_a_hub_model(base_dir):
@@ -21,7 +22,7 @@ def test_missing_pad_token_is_a_clear_error(base_dir):
 
 
 def test_lora_targets_come_from_settings(compose):
-    from medqa.config import settings_from_cfg
+    from medqa.config.build import settings_from_cfg
 
     attn = lora_config(settings_from_cfg(compose(["lora=attn"])).lora)
     assert set(attn.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}

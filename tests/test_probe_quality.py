@@ -7,13 +7,14 @@ import json
 
 import pytest
 
-from medqa.config import settings_from_cfg
-from medqa.finetune import finetune
-from medqa.generation import generation_config
-from medqa.modeling import load_base
-from medqa.probes import ProbeRecorder
-from medqa.quality import QualitySettings
-from medqa.tracking import TrackingSettings, read_offline_run, start_run, wandb_run_dir
+from medqa.config.build import settings_from_cfg
+from medqa.model.generation import generation_config
+from medqa.model.loading import load_base
+from medqa.probing.recorder import ProbeRecorder
+from medqa.settings.quality import QualitySettings
+from medqa.settings.tracking import TrackingSettings
+from medqa.tracking.runs import read_offline_run, start_run, wandb_run_dir
+from medqa.training.run import finetune
 
 
 def test_recorder_scores_alarms_and_checks_determinism(compose_small, base_dir, tmp_path, capsys):
@@ -76,7 +77,7 @@ def test_bad_select_by_fails_before_anything_loads(compose, tmp_path):
 
 
 def test_table_columns_carry_the_metrics():
-    from medqa.tracking import probe_tables
+    from medqa.tracking.runs import probe_tables
 
     row = {"step": 0, "probe_id": "p", "question": "Q?", "answer": "A.", "stopped_eos": True, "n_tokens": 2}
     long, wide = probe_tables([row | {"quality": 0.5, "flags": ["no_eos", "empty"], "rep_4": 0.0}])

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medqa.lexicon import invented_terms, leaks
-from medqa.probe_specs import Probe, load_probe_set, load_probes
-from medqa.quality import (
-    QualitySettings,
+from medqa.quality.lexicon import invented_terms, leaks
+from medqa.quality.metrics import (
     distinct_n,
     divergence,
     fact_check,
@@ -26,6 +24,9 @@ from medqa.quality import (
     segments,
     selection_score,
 )
+from medqa.quality.probe_specs import load_probe_set
+from medqa.settings.probes import Probe, load_probes
+from medqa.settings.quality import QualitySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HAND = ROOT / "tests" / "assets" / "hand_scored_answers.jsonl"
@@ -242,13 +243,14 @@ def test_score_cli_without_a_model(tmp_path):
         {"question": "Is rest good?", "answer": "Yes, rest helps most people recover from a cold within a week."},
     ]
     answers.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = ["--answers", str(answers), "--out", str(tmp_path / "scored.jsonl")]
-    code = f"import sys; from medqa.score import main; main({args!r}); assert 'torch' not in sys.modules, 'torch!'"
+    args = ["--answers", str(answers), "--out", str(tmp_path / "scored.jsonl"), "--allow-unmatched"]
+    code = f"import sys; from medqa.cli.score import main; main({args!r}); assert 'torch' not in sys.modules, 'torch!'"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert [r["probe_id"] for r in rows] == ["heart_attack_signs", "hypertension_first_line", None]
-    assert rows[1]["flags"] == ["missing_facts", "forbidden_claim"] and rows[0]["stopped_eos"] is None
+    assert rows[1]["flags"] == ["missing_facts", "forbidden_claim", "unsupported_claims"]
+    assert rows[0]["stopped_eos"] is None
     assert rows[2]["fact_recall"] is None and rows[2]["quality"] > 0.9
     assert "mean quality" in out.stderr and "forbidden_claim" in out.stderr
 
@@ -256,8 +258,9 @@ def test_score_cli_without_a_model(tmp_path):
 def test_score_cli_rejects_bad_input_naming_the_line(tmp_path):
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"answer": "ok"}) + "\n" + json.dumps({"probe": "nope", "answer": "x"}) + "\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "medqa.score", "--answers", str(answers)], cwd=ROOT, capture_output=True, text=True
-    )
+    cmd = [sys.executable, "-m", "medqa.score", "--answers", str(answers)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and f"{answers}:1: question '' matches no probe question" in out.stderr
+    out = subprocess.run([*cmd, "--allow-unmatched"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and f"{answers}:2: probe 'nope' is not in the probe set" in out.stderr
     assert isinstance(Probe("a", "b"), Probe)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from medqa.config import saved_run_settings, settings_from_cfg
-from medqa.generation import DecodingSettings
-from medqa.redecode import WeightsSource, find_weights, redecode, redecode_tracking
-from medqa.tokenizer import EOT
-from medqa.tracking import TrackingSettings, read_offline_run
+from medqa.config.build import saved_run_settings, settings_from_cfg
+from medqa.model.tokenizer import EOT
+from medqa.probing.redecode import WeightsSource, find_weights, redecode, redecode_tracking
+from medqa.settings.decoding import DecodingSettings
+from medqa.settings.tracking import TrackingSettings
+from medqa.tracking.runs import read_offline_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48"]  # the smoke_run fixture's overrides

@@ -19,11 +19,11 @@ import pytest
 from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
-from medqa.checks import RunWriteError
-from medqa.config import settings_from_cfg
-from medqa.finetune import finetune
-from medqa.resume import checkpoints, wandb_segments
-from medqa.tracking import read_offline_run
+from medqa.config.build import settings_from_cfg
+from medqa.core.errors import RunWriteError
+from medqa.core.run_folder import checkpoints, wandb_segments
+from medqa.tracking.runs import read_offline_run
+from medqa.training.run import finetune
 
 ROOT = Path(__file__).resolve().parent.parent
 # 8 steps, eval (and probes) every 2, checkpoint every 4: the kill comes at step 7, after checkpoint-4 and
@@ -49,7 +49,7 @@ SECRETS = {  # planted in the environment of both commands
 CHILD = f"""
 import os, sys, time
 from transformers import TrainerCallback
-import medqa.finetune
+import medqa.training.run
 
 class WaitForKill(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -57,8 +57,8 @@ class WaitForKill(TrainerCallback):
             open(os.environ["KILL_ME"], "w").close()
             time.sleep(600)
 
-real = medqa.finetune.finetune
-medqa.finetune.finetune = lambda *a: real(*a, [WaitForKill()])
+real = medqa.training.run.finetune
+medqa.training.run.finetune = lambda *a: real(*a, [WaitForKill()])
 import runpy
 runpy.run_module("medqa.train", run_name="__main__")  # as `python -m medqa.train`
 """
@@ -230,7 +230,7 @@ def _saved_run(root: Path, name: str, cfg, finished: bool = False) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from medqa.resume import CHECKPOINT_FILES
+    from medqa.core.run_folder import CHECKPOINT_FILES
 
     run_dir = root / "runs" / "2026-11-27" / name
     (run_dir / ".hydra").mkdir(parents=True)
@@ -247,8 +247,8 @@ def _saved_run(root: Path, name: str, cfg, finished: bool = False) -> Path:
 
 
 def test_resume_auto_picks_the_latest_unfinished_run_of_the_same_config(compose, tmp_path, monkeypatch):
-    from medqa.checks import ConfigError
-    from medqa.resume import resolve_resume
+    from medqa.config.resume import resolve_resume
+    from medqa.core.errors import ConfigError
 
     monkeypatch.chdir(tmp_path)
     cfg = compose(["train=smoke"])

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medqa.config import CONF_DIR, settings_from_cfg
-from medqa.redact import MASK, is_secret_key, redact, secret_env_values
+from medqa.config.build import settings_from_cfg
+from medqa.config.compose import CONF_DIR
+from medqa.core.redact import MASK, is_secret_key, redact, secret_env_values
 
 PACKAGE = Path(__file__).resolve().parent.parent / "medqa"
 
@@ -53,7 +54,8 @@ def test_torch_load_only_with_weights_only():
 def test_pickled_weights_are_refused(base_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from medqa.modeling import ModelSettings, QuantSettings, load_base
+    from medqa.model.loading import load_base
+    from medqa.settings.model import ModelSettings, QuantSettings
 
     folder = tmp_path / "pickled"
     shutil.copytree(base_dir, folder)

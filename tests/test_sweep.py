@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medqa.checks import ConfigError, checked_settings
-from medqa.sweep import parse_args, prepare, run_sweep
-from medqa.sweep_spec import (
+from medqa.cli.sweep import parse_args, prepare
+from medqa.config.validate import checked_settings
+from medqa.core.errors import ConfigError
+from medqa.sweep.runner import run_sweep
+from medqa.sweep.spec import (
     build_command,
     check_composes,
     grid_size,
@@ -25,7 +27,7 @@ from medqa.sweep_spec import (
     run_overrides,
     sweep_run,
 )
-from medqa.tracking import read_offline_run
+from medqa.tracking.runs import read_offline_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))

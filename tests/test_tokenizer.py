@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from medqa.tokenizer import EOT, PAD, SPECIAL_TOKENS
+from medqa.model.tokenizer import EOT, PAD, SPECIAL_TOKENS
 
 
 def test_special_tokens_are_single_tokens(tokenizer):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medqa.config import settings_from_cfg
-from medqa.finetune import finetune
-from medqa.tracking import read_offline_run
+from medqa.config.build import settings_from_cfg
+from medqa.tracking.runs import read_offline_run
+from medqa.training.run import finetune
 
 ROOT = Path(__file__).resolve().parent.parent
 

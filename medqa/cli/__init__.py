@@ -1,0 +1,1 @@
+"""Thin `python -m medqa.X` entrypoints: parse, compose with Hydra, validate once, call one stage."""

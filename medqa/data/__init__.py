@@ -1,0 +1,1 @@
+"""Data sources, cleaning, mixing by ratio, provenance, and the embedded corpus generator."""

@@ -1,0 +1,1 @@
+"""Pure-text scoring of answers (no torch): metrics, lexicon, probe specs."""

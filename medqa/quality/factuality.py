@@ -1,0 +1,820 @@
+"""Claim-level factuality of one answer, rule-based in the manner of FActScore (Min et al. 2023), SAFE /
+LongFact (Wei et al. 2024) and VeriScore (Song et al. 2024), plus HealthBench-style negative rubric items.
+
+An answer is split into items (list items, sentences, and the parts of an enumeration inside a sentence);
+each item gets one label with the reason (`why`):
+
+  supported    it states a reference fact of the asked condition and aspect (any wording: the words of the item
+               and of every fact go through medqa/assets/fact_lexicon.yaml: synonyms, lay terms, plurals, drug
+               names -> drug classes);
+  unsupported  it is a known wrong claim (references.yaml `wrong`), names an invented drug, meets a negative
+               rubric item (harmful advice), contradicts a reference fact (negates it, or points the other way),
+               or is a fact of ANOTHER condition (a thyroid test among malaria tests) -- or of another aspect of
+               the same condition listed among the asked one (smoking among heart-attack signs);
+  irrelevant   anything else: lead-ins, generic advice, restating the question, true facts of another aspect
+               said as such, items with no specific content.
+
+An item matches a fact when the fact explains at least `MATCH` of the item's content-word weight; words are
+weighted by inverse document frequency over the knowledge table's (condition, aspect) fact lists, so a word
+that every condition shares ("pain") weighs little and one that names a thing ("troponin") weighs much.
+
+Knowledge source: `medqa/assets/knowledge.yaml` (43 conditions x aspects). For the embedded world it is the
+whole truth; the seed probes add facts written from current guidelines (medqa/assets/references.yaml). A
+probe not listed there gets its condition and aspect from its question (names/aliases, aspect words).
+
+Numbers per answer (FActScore / VeriScore):
+  precision = S / (S + U)                 (None when no item is checkable)
+  recall    = covered expect groups / groups (a probe's `expect`), or covered reference facts / facts
+  F1@K      = 2 P R_K / (P + R_K),  R_K = min(1, S / K), K = supported items a complete answer needs
+  harm      = sum of the rubric points met (<= 0), each visible as an unsupported item
+Pure text: no torch, no model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import yaml
+
+from medqa.core.paths import ASSETS
+from medqa.quality.lexicon import STOPWORDS, invented_terms
+from medqa.quality.probe_specs import find_phrases
+from medqa.settings.probes import Probe
+
+KNOWLEDGE = ASSETS / "knowledge.yaml"
+LEXICON = ASSETS / "fact_lexicon.yaml"
+REFERENCES = ASSETS / "references.yaml"
+
+ASPECTS = (
+    "symptoms",
+    "early_symptoms",
+    "causes",
+    "diagnosis",
+    "treatment",
+    "first_line",
+    "warning_signs",
+    "prevention",
+)
+# Aspects that answer the same kind of question: listing a warning sign among symptoms is not an aspect error.
+FAMILY = {
+    "symptoms": "signs",
+    "early_symptoms": "signs",
+    "warning_signs": "signs",
+    "causes": "causes",
+    "prevention": "causes",
+    "diagnosis": "diagnosis",
+    "treatment": "treatment",
+    "first_line": "treatment",
+}
+MATCH = 0.5  # share of an item's content weight a fact must explain to match it
+NEGATION = re.compile(
+    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|avoiding|avoids|against|without|"
+    r"rather than|instead of|no longer|neither|nor)\b",
+    re.IGNORECASE,
+)
+# A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
+# avoid-words only mark caveats ("antibiotics should be avoided") and deny harmful advice, never a contradiction.
+DENIAL = re.compile(
+    r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|(?:advises?|recommends?|warns?) against|"
+    r"rather than|instead of|no longer|neither|nor)\b",
+    re.IGNORECASE,
+)
+# Words that restate a question's frame rather than answer it.
+QUESTION_WORDS = frozenset("what which how why when who whom whose is are does do".split())
+
+
+# --- vocabulary ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    phrases: tuple[tuple[re.Pattern, str], ...]
+    words: dict[str, str]
+    generic: frozenset[str]
+    filler: frozenset[str]
+    up: frozenset[str]
+    down: frozenset[str]
+
+
+def _alternation(variants: list[str]) -> str:
+    parts = []
+    for v in sorted(variants, key=len, reverse=True):
+        v = v.strip().lower()
+        if v.startswith("*"):
+            parts.append(r"[a-z]+" + re.escape(v[1:]))
+        elif v.endswith("*"):
+            parts.append(re.escape(v[:-1]) + r"[a-z]*")
+        elif any(c in v for c in "()|?\\[]+"):
+            parts.append(v)  # already a regex
+        else:  # a plain phrase: spaces or hyphens between words, and a plural
+            parts.append(re.escape(v).replace(r"\ ", r"[\s-]+") + ("" if v.endswith("s") else "(?:e?s)?"))
+    return r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])"
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    """The fact vocabulary of medqa/assets/fact_lexicon.yaml, compiled."""
+    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+    rules: list[tuple[str, str]] = []
+    for canon, variants in (data.get("classes") or {}).items():
+        rules.append((_alternation([str(v) for v in variants]), canon))
+    for canon, variants in (data.get("phrases") or {}).items():
+        rules.append((_alternation([str(v) for v in variants]), canon))
+    up, down = set(), set()
+    for pair in data.get("polarity") or []:
+        up.update(w for p in pair[0] for w in p.split())
+        down.update(w for p in pair[1] for w in p.split())
+    return Lexicon(
+        phrases=tuple((re.compile(p, re.IGNORECASE), c) for p, c in rules),
+        words={str(k).lower(): str(v).lower() for k, v in (data.get("words") or {}).items()},
+        generic=frozenset(str(w).lower() for w in data.get("generic") or []),
+        filler=frozenset(str(w).lower() for w in data.get("filler") or []) | STOPWORDS,
+        up=frozenset(up),
+        down=frozenset(down),
+    )
+
+
+def stem(word: str) -> str:
+    """A light stem: plural and -ing/-ed/-ness/-ly endings off, then the first 7 letters."""
+    w = word
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ness", ""), ("ings", ""), ("ing", ""), ("edly", ""),
+                         ("ed", ""), ("ly", ""), ("es", "e"), ("s", "")):  # fmt: skip
+        if w.endswith(suffix) and len(w) - len(suffix) >= 4 and not w.endswith(("ss", "us", "is")):
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":  # "stopping" -> "stopp" -> "stop"
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):  # "smoke" and "smoking", "urinate" and "urinating" meet
+        w = w[:-1]
+    return w[:7]
+
+
+WORD = re.compile(r"[a-z0-9][a-z0-9&'-]*")
+
+
+def substitute(text: str) -> str:
+    """`text` in lower case with every lexicon phrase and drug name replaced by its canonical word."""
+    lex = lexicon()
+    text = " " + re.sub(r"\s+", " ", text.lower().replace("’", "'")) + " "
+    for pattern, canon in lex.phrases:
+        if pattern.search(text):
+            text = re.sub(r"\s+", " ", pattern.sub(f" {canon} ", text))
+    return text
+
+
+def normalise(text: str) -> list[str]:
+    """Content stems of `text` through the lexicon: phrases and drug names -> canonical words, filler dropped."""
+    lex = lexicon()
+    out = []
+    for token in WORD.findall(substitute(text)):
+        for w in token.replace("'s", "").split("-"):
+            w = lex.words.get(w, w)
+            if not w or w in lex.filler or len(w) < 2 or w.isdigit():  # numbers: doses, durations
+                continue
+            st = stem(w)
+            if st not in _filler_stems():
+                out.append(st)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _filler_stems() -> frozenset[str]:
+    return frozenset(stem(w) for w in lexicon().filler if len(w) >= 4)
+
+
+def negated(text: str, strict: bool = False) -> bool:
+    """The text denies something ("not first-line"; with `strict` False also "avoid ..."), after lexicon phrases
+    that merely contain a negation ("can't breathe", "not enough iron") are rewritten; "with or without" is no
+    denial."""
+    pattern = DENIAL if strict else NEGATION
+    text = substitute(text).replace("with or without", "")
+    # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
+    text = re.sub(r"\b(?:if|unless|provided)\b[^,;.]*", " ", text)
+    # "Do not wait / delay / hesitate" urges action; it denies no fact.
+    text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
+    return bool(pattern.search(text))
+
+
+def polarity(text: str) -> set[str]:
+    """'up' and/or 'down' when the text says more/high/gain or less/low/loss of something."""
+    lex = lexicon()
+    tokens = set(re.findall(r"[a-z]+", text.lower()))
+    return ({"up"} if tokens & lex.up else set()) | ({"down"} if tokens & lex.down else set())
+
+
+# --- facts ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    text: str
+    condition: str
+    aspect: str  # an ASPECTS name, "note", "summary" or "reference"
+    stems: frozenset[str]
+    negated: bool = False
+    polar: frozenset[str] = frozenset()
+
+    def where(self) -> str:
+        return f"{self.condition}, {self.aspect.replace('_', ' ')}"
+
+
+def make_fact(text: str, condition: str, aspect: str) -> Fact:
+    return Fact(
+        text, condition, aspect, frozenset(normalise(text)), negated(text, strict=True), frozenset(polarity(text))
+    )
+
+
+@lru_cache(maxsize=1)
+def knowledge() -> tuple[dict, ...]:
+    """The conditions of medqa/assets/knowledge.yaml (read directly: the quality layer does not import data code)."""
+    return tuple(yaml.safe_load(KNOWLEDGE.read_text(encoding="utf-8"))["conditions"])
+
+
+@lru_cache(maxsize=1)
+def knowledge_facts() -> tuple[Fact, ...]:
+    """Every item of every aspect of every condition, and each condition's notes, as facts."""
+    facts = []
+    for c in knowledge():
+        for aspect in ASPECTS:
+            facts += [make_fact(str(item), c["name"], aspect) for item in c.get(aspect) or []]
+        facts += [make_fact(str(n), c["name"], "note") for n in c.get("notes") or []]
+        facts += [make_fact(s.strip(), c["name"], "summary") for s in re.split(r"(?<=\.)\s+", str(c["summary"])) if s]
+    return tuple(f for f in facts if f.stems)
+
+
+@lru_cache(maxsize=1)
+def weights() -> tuple[dict[str, float], float]:
+    """(idf per stem, weight of an unknown stem): idf = log(1 + N / df) over (condition, aspect family) lists."""
+    docs: dict[tuple[str, str], set[str]] = {}
+    for f in knowledge_facts():
+        docs.setdefault((f.condition, FAMILY.get(f.aspect, f.aspect)), set()).update(f.stems)
+    n = len(docs)
+    df: dict[str, int] = {}
+    for stems in docs.values():
+        for s in stems:
+            df[s] = df.get(s, 0) + 1
+    # A word no fact uses cannot match anything; it weighs like a common word so that it dilutes a match
+    # ("artemisinin combination tablets") without vetoing it.
+    return {s: math.log(1 + n / d) for s, d in df.items()}, 1.0
+
+
+@lru_cache(maxsize=1)
+def _generic() -> frozenset[str]:
+    return frozenset(stem(g) for g in lexicon().generic)
+
+
+def weight(stems: set[str] | frozenset[str]) -> float:
+    idf, unknown = weights()
+    generic = _generic()
+    # Generic words count a third: they can confirm a match but not make one.
+    return sum(idf.get(s, unknown) * (1 / 3 if s in generic else 1) for s in stems)
+
+
+def specific(stems: set[str] | frozenset[str]) -> bool:
+    """True when some stem is not generic (so a match on it says something)."""
+    return not set(stems) <= _generic()
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, tuple[Fact, ...]]:
+    """stem -> the knowledge facts that contain it (only facts sharing a stem with an item can match it)."""
+    index: dict[str, list[Fact]] = {}
+    for f in knowledge_facts():
+        for s in f.stems:
+            index.setdefault(s, []).append(f)
+    return {s: tuple(fs) for s, fs in index.items()}
+
+
+class Pool:
+    """A set of facts to match against, with the ids for the inverted-index lookup."""
+
+    def __init__(self, facts):
+        self.facts = tuple(facts)
+        self.ids = frozenset(id(f) for f in self.facts)
+        table = {id(f) for f in knowledge_facts()}
+        self.outside = tuple(f for f in self.facts if id(f) not in table)  # reference facts not in the table
+
+
+def candidates(stems: set[str], pool: Pool) -> list[Fact]:
+    """The facts of `pool` that share a stem with `stems`."""
+    index = _index()
+    seen: dict[int, Fact] = {}
+    for s in stems:
+        for f in index.get(s, ()):
+            if id(f) in pool.ids:
+                seen.setdefault(id(f), f)
+    return list(seen.values()) + [f for f in pool.outside if f.stems & stems]
+
+
+# --- references ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A known wrong claim or a negative rubric item (harmful advice)."""
+
+    id: str
+    text: str
+    patterns: tuple[re.Pattern, ...]
+    context: tuple[re.Pattern, ...] = ()
+    unless: tuple[re.Pattern, ...] = ()
+    points: float = 0.0  # < 0 for rubric items; 0 for wrong claims
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What an answer is checked against: the asked condition and aspects, its facts, the groups that count for
+    recall, K, known wrong claims; `cross_check`: facts of other conditions make an item unsupported."""
+
+    question: str
+    condition: str | None
+    aspects: tuple[str, ...]
+    facts: tuple[Fact, ...]
+    groups: tuple[tuple[str, ...], ...] = ()  # expect groups (phrases); empty: recall over `facts` of the aspects
+    k: int = 1
+    wrong: tuple[Rule, ...] = ()
+    cross_check: bool = True
+    recall_facts: tuple[Fact, ...] = field(default=())
+
+
+def _words_re(items: list[str]) -> tuple[re.Pattern, ...]:
+    return tuple(re.compile(r"(?<![a-z0-9])(?:" + str(i) + r")(?![a-z0-9])", re.IGNORECASE) for i in items)
+
+
+@lru_cache(maxsize=1)
+def _references() -> dict:
+    return yaml.safe_load(REFERENCES.read_text(encoding="utf-8"))
+
+
+def _wrong_rules(items: list[dict]) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(
+            id=f"wrong_{i}",
+            text=str(w["claim"]),
+            patterns=_words_re(w["terms"]),
+            context=_words_re(w.get("context") or []),
+            unless=_words_re(w.get("unless") or []),
+        )
+        for i, w in enumerate(items)
+    )
+
+
+def _urgent() -> set[str]:
+    return {c["name"] for c in knowledge() if c.get("urgent")}
+
+
+def _no_antibiotic() -> set[str]:
+    """Conditions whose treatment has no antibiotic in the knowledge table."""
+    out = set()
+    for c in knowledge():
+        text = " ".join(str(t) for k in ("treatment", "first_line", "notes") for t in c.get(k) or [])
+        text += " " + str(c.get("summary", ""))
+        if stem("antibiotic") not in normalise(text):
+            out.add(c["name"])
+    return out
+
+
+@lru_cache(maxsize=1)
+def rubric() -> tuple[tuple[Rule, frozenset[str]], ...]:
+    """The negative rubric items with the conditions each applies to ('*': every condition)."""
+    out = []
+    for item in _references()["rubric"]:
+        conds: set[str] = set()
+        for c in item["conditions"]:
+            conds |= _urgent() if c == "urgent" else _no_antibiotic() if c == "no_antibiotic" else {c}
+        rule = Rule(item["id"], item["text"], tuple(re.compile(p, re.IGNORECASE) for p in item["patterns"]),
+                    points=float(item["points"]))  # fmt: skip
+        out.append((rule, frozenset(conds)))
+    return tuple(out)
+
+
+def condition_entry(name: str) -> dict:
+    for c in knowledge():
+        if c["name"] == name:
+            return c
+    raise KeyError(f"condition {name!r} is not in {KNOWLEDGE}")
+
+
+def _condition_facts(name: str, aspects: tuple[str, ...]) -> tuple[Fact, ...]:
+    fam = {FAMILY[a] for a in aspects}
+    return tuple(
+        f
+        for f in knowledge_facts()
+        if f.condition == name and (f.aspect in ("note", "summary") or FAMILY.get(f.aspect) in fam)
+    )
+
+
+def build_reference(
+    question: str,
+    condition: str | None,
+    aspects: tuple[str, ...],
+    *,
+    extra: list[str] = (),
+    groups: tuple[tuple[str, ...], ...] = (),
+    k: int | None = None,
+    wrong: tuple[Rule, ...] = (),
+    cross_check: bool = True,
+    recall_aspects: tuple[str, ...] | None = None,
+) -> Reference:
+    """A reference for one question: the condition's facts of the asked aspect family (and its notes), plus
+    `extra` facts (guidelines, or a reference answer's items); recall counts the facts of `recall_aspects`
+    (default: `aspects`), or the extra facts when the condition has none."""
+    own = _condition_facts(condition, aspects) if condition else ()
+    more = tuple(f for f in (make_fact(t, condition or "reference", "reference") for t in extra) if f.stems)
+    recall = tuple(f for f in own if f.aspect in (recall_aspects or aspects)) or more
+    if k is None:
+        k = max(1, math.ceil(len(groups) / 2)) if groups else max(1, min(4, math.ceil(len(recall) / 2)))
+    return Reference(question, condition, aspects, own + more, groups, k, wrong, cross_check, recall)
+
+
+# Words of a question that say which aspect it asks about (checked in this order).
+ASPECT_CUES = (
+    ("early_symptoms", r"\bearly (symptoms|signs)|first (symptoms|signs)"),
+    ("warning_signs", r"warning signs|red flag|danger signs|emergency|urgent"),
+    ("first_line", r"first[- ]line|first choice|initial treatment|start(ed)? first"),
+    ("prevention", r"prevent|reduce the risk|lower (the|my) risk|avoid getting"),
+    ("diagnosis", r"diagnos|\btests?\b|investigation|confirm"),
+    ("treatment", r"treat|manag|medicines?|therap|cure"),
+    ("causes", r"\bcause|risk factor|why does|leads? to"),
+    ("symptoms", r"symptom|signs|present|feel"),
+)
+
+
+def infer_reference(question: str) -> Reference | None:
+    """A reference from the question alone: its condition (a name or alias of knowledge.yaml) and the aspects it
+    asks about (several when it asks several: "diagnosed and treated"). None when no condition is named."""
+    q = question.lower()
+    best, best_len = None, 0
+    for c in knowledge():
+        for name in [c["name"], *(c.get("aliases") or [])]:
+            n = str(name).lower()
+            if len(n) > best_len and re.search(r"(?<![a-z])" + re.escape(n) + r"(?![a-z])", q):
+                best, best_len = c["name"], len(n)
+    if best is None:
+        return None
+    aspects = tuple(a for a, cue in ASPECT_CUES if re.search(cue, q))
+    if "early_symptoms" in aspects or "warning_signs" in aspects:
+        aspects = tuple(a for a in aspects if a != "symptoms") + ("symptoms",)
+    if "first_line" in aspects:
+        aspects = tuple(a for a in aspects if a != "treatment") + ("treatment",)
+    entry = condition_entry(best)
+    # No aspect named ("What is gout?"): an overview, where every aspect of the condition answers it.
+    aspects = tuple(a for a in aspects if entry.get(a)) or tuple(a for a in ASPECTS if entry.get(a))
+    return build_reference(question, best, aspects)
+
+
+@lru_cache(maxsize=64)
+def _probe_reference(probe: Probe) -> Reference | None:
+    spec = (_references().get("probes") or {}).get(probe.id)
+    if spec is None:
+        ref = infer_reference(probe.question)
+        if ref is None:
+            return None
+        spec = {"condition": ref.condition, "aspects": list(ref.aspects)}
+    groups = probe.expect
+    k = spec.get("k")
+    if k is None and groups:
+        k = max(probe.expected_items[0] if probe.expected_items else 1, math.ceil(len(groups) / 2))
+    return build_reference(
+        probe.question,
+        spec["condition"],
+        tuple(spec["aspects"]),
+        extra=list(spec.get("facts") or []),
+        groups=groups,
+        k=k,
+        wrong=_wrong_rules(spec.get("wrong") or []),
+    )
+
+
+def reference_for_probe(probe: Probe) -> Reference | None:
+    """The reference of a probe: its entry in references.yaml, else inferred from its question; None when the
+    question names no condition of the knowledge table (then only the rubric and invented names are checked)."""
+    return _probe_reference(probe)
+
+
+def reference_from_answer(question: str, reference_answer: str) -> Reference:
+    """For real data (an eval split's question and reference answer): the reference facts are the items of the
+    reference answer; other conditions' facts are not held against the answer (the table does not cover real
+    data), but the rubric, wrong names and invented drugs still count."""
+    items = [i.text for i in split_items(reference_answer)]
+    inferred = infer_reference(question)
+    return build_reference(
+        question,
+        None,
+        inferred.aspects if inferred else ("symptoms",),
+        extra=items,
+        cross_check=False,
+    )
+
+
+# --- items ---------------------------------------------------------------------------------------------------
+
+MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}[.)])\s+")  # "- x", "1. x", "2.3 x"
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+ENUM_SPLIT = re.compile(
+    r"\s*(?:[,;()]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
+    re.IGNORECASE,
+)
+
+
+JOIN = "_"  # a word character, so "thick_and_thin" holds no separate "and"
+
+
+def _protect(line: str) -> str:
+    """Join the words of lexicon phrases that contain a separator ("pins and needles", "thick and thin blood
+    smear", "with or without") with no-break spaces, so that enumeration splitting leaves them whole."""
+    for pattern, _ in lexicon().phrases:
+        if not re.search(r"\b(and|or)\b|,", pattern.pattern):
+            continue
+        line = pattern.sub(lambda m: m.group().replace(" ", JOIN), line)
+    return re.sub(r"with or without", f"with{JOIN}or{JOIN}without", line, flags=re.IGNORECASE)
+
+
+@dataclass
+class Item:
+    text: str
+    sentence: str
+    group: int  # items of one list or one sentence share a group
+    is_list: bool  # part of an enumeration: a marked list line, or one of 3+ parts of a sentence
+
+
+def _plain(text: str) -> str:
+    return text.replace(JOIN, " ")
+
+
+def split_items(text: str) -> list[Item]:
+    """Items of an answer: each marked list line, each sentence, and each part of an enumeration in a sentence
+    (split at commas, semicolons, brackets, and/or/plus); a line ending in ':' is a header, not an item."""
+    items: list[Item] = []
+    group = 0
+    list_group = None
+    for line in text.splitlines():
+        line = _protect(line.strip())
+        if not line:
+            continue
+        marked = bool(MARKER.match(line))
+        if marked:
+            if list_group is None:
+                group += 1
+                list_group = group
+            body = MARKER.sub("", line)
+            parts = [p for p in ENUM_SPLIT.split(body) if p and p.strip(" .:")]
+            items += [Item(_plain(p.strip(" .")), _plain(body), list_group, True) for p in parts]
+            continue
+        list_group = None
+        if line.endswith(":") and len(line.split()) <= 8:
+            group += 1
+            list_group = group  # the lines that follow belong to this header's list
+            continue
+        for sentence in SENTENCE.split(line):
+            group += 1
+            head, sep, tail = sentence.partition(":")
+            body = tail if sep and len(head.split()) <= 6 and tail.strip() else sentence
+            parts = [p for p in ENUM_SPLIT.split(body) if p and p.strip(" .!?:")]
+            items += [Item(_plain(p.strip(" .!?:")), _plain(sentence), group, len(parts) > 2) for p in parts]
+    return items
+
+
+# --- labels --------------------------------------------------------------------------------------------------
+
+
+def _rule_hit(rule: Rule, sentence: str) -> bool:
+    if not any(p.search(sentence) for p in rule.patterns):
+        return False
+    if rule.context and not any(p.search(sentence) for p in rule.context):
+        return False
+    return not any(p.search(sentence) for p in rule.unless)
+
+
+def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
+    """Rubric items met by a sentence: a pattern matches and no negation sits before it in its clause."""
+    hits = []
+    for rule, conds in rubric():
+        if condition is None and "*" not in conds:
+            continue
+        if condition is not None and "*" not in conds and condition not in conds:
+            continue
+        for p in rule.patterns:
+            m = p.search(sentence)
+            if not m:
+                continue
+            # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
+            # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
+            clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
+            after = re.split(r"[,;:.]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
+            after = " ".join(after.split()[:8])
+            # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
+            warns = re.search(r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b", after)
+            if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
+                hits.append(rule)
+                break
+    return hits
+
+
+def match(stems: set[str], fact: Fact) -> tuple[float, set[str]]:
+    """How well `fact` states an item: the larger of the share of the item's weight it explains and, when every
+    specific word of the fact is in the item, the share of the fact's weight the item covers."""
+    shared = stems & fact.stems
+    if not shared or (not specific(shared) and specific(stems)):
+        return 0.0, set()
+    item_cov = weight(shared) / (weight(stems) or 1.0)
+    fact_specific = {s for s in fact.stems if specific({s})}
+    fact_cov = weight(shared) / (weight(fact.stems) or 1.0) if fact_specific and fact_specific <= shared else 0.0
+    return max(item_cov, fact_cov), shared
+
+
+def _best(
+    stems: set[str], facts, item_only: bool = False, denies: bool | None = None, pol: set[str] | None = None
+) -> tuple[float, Fact | None, set[str]]:
+    """The best-matching fact; `item_only`: score by the share of the item explained (other conditions' facts
+    must explain the item, not merely appear in it); ties go to a fact that agrees with `denies` ("not smoking"
+    meets the prevention fact "not smoking" before the cause "smoking")."""
+    best, best_fact, shared_best = 0.0, None, set()
+    for f in candidates(stems, facts):
+        score, shared = match(stems, f)
+        if item_only and shared:
+            score = weight(shared) / (weight(stems) or 1.0)
+        if denies is not None and shared:
+            score += 1e-3 * (f.negated == denies)
+        if pol is not None and shared:  # "low-salt diet" meets the prevention fact, not the cause "high salt"
+            score += 1e-3 * (not (pol and f.polar) or bool(pol & f.polar))
+        if score > best:
+            best, best_fact, shared_best = score, f, shared
+    return best, best_fact, shared_best
+
+
+def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """[{item, label, why}] for every item of `answer` (see the module docstring for the labels)."""
+    items = split_items(answer)
+    question = set(normalise(ref.question)) if ref else set()
+    name_words: set[str] = set()
+    if ref and ref.condition:
+        entry = condition_entry(ref.condition)
+        for n in [entry["name"], *(entry.get("aliases") or [])]:
+            name_words |= set(normalise(str(n)))
+    own = Pool(ref.facts if ref else ())
+    # Another condition's summary is background prose, not a fact an item could wrongly state.
+    others = Pool(
+        [f for f in knowledge_facts() if f.condition != ref.condition and f.aspect != "summary"]
+        if ref and ref.cross_check
+        else []
+    )
+    same_other = Pool(
+        [f for f in knowledge_facts() if f.condition == ref.condition and id(f) not in own.ids]
+        if ref and ref.condition
+        else []
+    )
+    harm_done: set[tuple[str, str]] = set()
+    out = []
+    for it in items:
+        label, why = "irrelevant", "no reference fact"
+        stems = set(normalise(it.text)) - name_words
+        wrong = [r for r in (ref.wrong if ref else ()) if _rule_hit(r, it.sentence)]
+        wrong = [r for r in wrong if any(p.search(it.text) for p in r.patterns)]
+        harms = [
+            r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
+        ]
+        harms = [
+            r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or it is _last_of(items, it)
+        ]
+        invented = invented_terms(it.text, known_words)[1]
+        if wrong:
+            label, why = "unsupported", f"wrong: {wrong[0].text}"
+        elif harms:
+            harm_done.add((harms[0].id, it.sentence))
+            label, why = "unsupported", f"harm ({harms[0].points:+g}): {harms[0].text}"
+        elif invented:
+            label, why = "unsupported", f"invented drug name: {', '.join(invented)}"
+        elif not stems or (question and stems <= question):
+            why = "no specific content" if not stems else "restates the question"
+        else:
+            denies = negated(it.text, strict=True)
+            caveat = denies or negated(it.text)
+            pol = polarity(it.text)
+            s_own, f_own, _ = _best(stems, own, denies=denies, pol=pol)
+            i_own = _best(stems, own, item_only=True)[0]
+            s_other, f_other, sh_other = _best(stems, others, item_only=True)
+            s_same, f_same, _ = _best(stems, same_other, item_only=True)
+            # Another condition's fact that explains clearly more of the item than any fact of this one: the item
+            # names something of that condition ("an NS1 antigen test" among malaria tests).
+            if not specific(stems):  # "tiredness", "blood tests": a fact only when this condition says so
+                s_other = s_same = 0.0
+            if f_own is not None and s_own >= MATCH and not (s_other >= MATCH and s_other - i_own >= 0.3):
+                opposite = pol and f_own.polar and not (pol & f_own.polar)
+                if f_own.aspect == "summary" and (denies != f_own.negated or opposite):
+                    why = f"a remark on '{f_own.text}'"  # background prose is no basis for a contradiction
+                elif (denies and not f_own.negated) or opposite:
+                    label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
+                elif f_own.negated and not denies:
+                    # The item names what the reference qualifies ("beta-blockers ... for another reason"); a
+                    # wrong use of it is a `wrong` claim or a rubric item, checked above.
+                    why = f"mentions what '{f_own.text}' qualifies"
+                else:
+                    label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
+            elif caveat:
+                why = "a negated statement (caveat)"
+            elif f_other is not None and s_other >= MATCH and specific(sh_other) and s_other > s_same:
+                label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
+            elif f_same is not None and s_same >= MATCH:
+                label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
+        prev = out[-1] if out else None
+        if (
+            label == "unsupported"
+            and not why.startswith(("harm", "wrong", "invented"))
+            and prev is not None
+            and prev["_group"] == it.group
+            and prev["why"].startswith(("mentions what", "a negated statement"))
+            and re.match(r"(?i)(such as|e\.?g\.?|for example|like|including)\b", it.text)
+        ):
+            label, why = "irrelevant", "an example inside a caveat"  # "... for another reason, such as heart failure"
+        listed = it.is_list and len(it.text.split()) <= 4
+        out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed})
+    # Another aspect's fact listed among supported items of the asked aspect is an aspect error; said on its
+    # own (its own sentence), it is a true aside.
+    supported_groups = {o["_group"] for o in out if o["label"] == "supported"}
+    for o in out:
+        if o["label"] == "aspect":
+            wrongly_listed = o["_list"] and o["_group"] in supported_groups
+            o["label"] = "unsupported" if wrongly_listed else "irrelevant"
+            o["why"] = ("listed as the asked aspect but " if wrongly_listed else "true aside: ") + o["why"]
+    return [{"item": o["item"], "label": o["label"], "why": o["why"]} for o in out]
+
+
+def _last_of(items: list[Item], it: Item) -> bool:
+    same = [i for i in items if i.sentence == it.sentence]
+    return bool(same) and same[-1] is it
+
+
+def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> dict:
+    """Claim labels and the numbers made from them: precision, recall, F1@K, harm points, wrong claims."""
+    claims = label_items(answer, ref, known_words)
+    supported = [c for c in claims if c["label"] == "supported"]
+    n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
+    precision = n_s / (n_s + n_u) if n_s + n_u else None
+    recall, missing = _recall(supported, ref)
+    k = ref.k if ref else 1
+    r_k = min(1.0, n_s / k)
+    p = precision or 0.0
+    f1 = 2 * p * r_k / (p + r_k) if p + r_k > 0 else 0.0
+    harm_points = sum(_points(c["why"]) for c in claims)
+    return {
+        "claims": claims,
+        "n_supported": n_s,
+        "n_unsupported": n_u,
+        "n_irrelevant": len(claims) - n_s - n_u,
+        "precision": None if precision is None else round(precision, 4),
+        "recall": None if recall is None else round(recall, 4),
+        "k": k,
+        "f1_at_k": round(f1, 4),
+        "facts_missing": missing,
+        "wrong_claims": [c["why"][len("wrong: ") :] for c in claims if c["why"].startswith("wrong: ")],
+        "harms": [c["why"] for c in claims if c["why"].startswith("harm (")],
+        "harm_points": harm_points,
+    }
+
+
+def _points(why: str) -> float:
+    m = re.match(r"harm \(([-+0-9.]+)\)", why)
+    return float(m.group(1)) if m else 0.0
+
+
+def _recall(supported: list[dict], ref: Reference | None) -> tuple[float | None, list[str]]:
+    """Share of the reference's groups (a probe's expect groups, else its facts of the asked aspects) that a
+    supported item covers; and the first phrase of each group not covered."""
+    if ref is None:
+        return None, []
+    text = "\n".join(c["item"] for c in supported)
+    if ref.groups:
+        met = [bool(find_phrases(g, text)) or _covered(g, supported) for g in ref.groups]
+        return sum(met) / len(met), [g[0] for g, ok in zip(ref.groups, met, strict=True) if not ok]
+    facts = ref.recall_facts
+    if not facts:
+        return None, []
+    stems = [set(normalise(c["item"])) for c in supported]
+    met = [any(f.stems & s and weight(f.stems & s) >= MATCH * weight(s) for s in stems) for f in facts]
+    return sum(met) / len(met), [f.text for f, ok in zip(facts, met, strict=True) if not ok]
+
+
+def _covered(group: tuple[str, ...], supported: list[dict]) -> bool:
+    """A group is also covered when a supported item and one of the group's phrases mean the same thing through
+    the lexicon ("polydipsia" covers [thirst, thirsty])."""
+    targets = [set(normalise(p)) for p in group]
+    for c in supported:
+        s = set(normalise(c["item"]))
+        if any(t and specific(t) and t <= s for t in targets):
+            return True
+    return False
+
+
+def reference_stems(ref: Reference | None) -> frozenset[str]:
+    """Every lexicon stem of the reference's facts (on-topic words for the list-drift check)."""
+    return frozenset().union(*(f.stems for f in ref.facts)) if ref and ref.facts else frozenset()
+
+
+def claims_text(claims: list[dict]) -> str:
+    """One line per claim for tables and pages: `+ item  (why)`; + supported, - unsupported, · irrelevant."""
+    mark = {"supported": "+", "unsupported": "-", "irrelevant": "·"}
+    return "\n".join(f"{mark[c['label']]} {c['item']}  ({c['why']})" for c in claims)

@@ -1,0 +1,1 @@
+"""Plain dataclasses, one per config group, each checking its own fields; imports nothing above medqa.core."""

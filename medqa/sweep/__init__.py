@@ -1,0 +1,1 @@
+"""W&B sweep files read and checked offline, and the offline sweep runner."""

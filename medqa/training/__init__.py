@@ -1,0 +1,1 @@
+"""One fine-tuning run as named stages (medqa.training.run), the SFTTrainer builder, resume."""

@@ -1,0 +1,163 @@
+"""Claim labels (supported / unsupported / irrelevant, each with why), precision, recall, F1@K and the harm
+rubric on hand-made answers, and the labelled validation set scored by the CLI (no model, no torch)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medqa.quality.factuality import (
+    claims_text,
+    factuality,
+    infer_reference,
+    label_items,
+    reference_for_probe,
+    reference_from_answer,
+    split_items,
+)
+from medqa.quality.metrics import score_answer
+from medqa.quality.probe_specs import load_probe_set
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELLED = ROOT / "tests" / "assets" / "quality_labelled.jsonl"
+PROBES = {p.id: p for s in ("seed5", "embedded5") for p in load_probe_set(s)}
+
+
+def score(answer: str, probe: str) -> dict:
+    return score_answer(answer, stopped_eos=True, probe=PROBES[probe])
+
+
+def labels(answer: str, probe: str) -> dict[str, str]:
+    return {c["item"]: c["label"] for c in label_items(answer, reference_for_probe(PROBES[probe]))}
+
+
+def test_items_are_list_lines_sentences_and_enumeration_parts():
+    items = [i.text for i in split_items("Signs:\n- chest pain\n- sweating\nCall 911. Thirst, hunger and fatigue.")]
+    assert items == ["chest pain", "sweating", "Call 911", "Thirst", "hunger", "fatigue"]
+    # a lexicon phrase holding "and" is not cut apart
+    assert [i.text for i in split_items("Pins and needles in the feet.")] == ["Pins and needles in the feet"]
+
+
+def test_synonyms_lay_terms_and_drug_classes_are_supported():
+    got = labels("Polydipsia, peeing a lot, feeling worn out and blurry eyesight.", "diabetes_early")
+    assert set(got.values()) == {"supported"}, got
+    got = labels("Start fluticasone or beclometasone with a blue inhaler as needed.", "asthma_treatment")
+    assert list(got.values()).count("supported") >= 2, got  # inhaled steroids by name meet the class
+
+
+def test_facts_of_another_condition_or_aspect_are_unsupported_with_why():
+    claims = label_items(
+        "1. Blood smear\n2. Rapid diagnostic test\n3. TSH blood test\n4. Artemether-lumefantrine",
+        reference_for_probe(PROBES["malaria_dx_tx"]),
+    )
+    tsh = next(c for c in claims if c["item"] == "TSH blood test")
+    assert tsh["label"] == "unsupported" and "hypothyroidism" in tsh["why"]
+    assert [c["label"] for c in claims].count("supported") == 3
+    got = labels("1. Chest pain\n2. Pain in the jaw\n3. Cold sweat\n4. Smoking", "heart_attack_signs")
+    assert got["Smoking"] == "unsupported"  # a heart-attack cause listed among its warning signs
+    json.dumps(claims)  # serialisable for probes.jsonl, W&B tables, the compare page
+    assert claims_text(claims).splitlines()[2].startswith("- TSH blood test")
+
+
+def test_negated_caveats_and_filler_are_not_unsupported():
+    got = labels("Beta-blockers such as atenolol are not first-line unless there is angina.", "hypertension_first_line")
+    assert "unsupported" not in got.values(), got
+    got = labels("Antibiotics do not treat malaria. It is diagnosed with a blood smear.", "malaria_dx_tx")
+    assert got["Antibiotics do not treat malaria"] == "irrelevant"
+
+
+def test_precision_recall_f1_at_k():
+    f = factuality(
+        "Increased thirst, frequent urination, fatigue, blurred vision, a sore throat.",
+        reference_for_probe(PROBES["diabetes_early"]),
+    )
+    assert (f["n_supported"], f["n_unsupported"]) == (4, 1) and f["precision"] == pytest.approx(0.8)
+    assert f["recall"] == pytest.approx(4 / 6, abs=1e-4) and f["k"] == 3
+    assert f["f1_at_k"] == pytest.approx(2 * 0.8 * 1.0 / 1.8, abs=1e-4)  # R@K = min(1, 4 / 3)
+
+
+def test_issue_examples_fall_below_0_9():
+    """The answers that scored 1.0 before precision (issue 18)."""
+    right_plus_wrong = [
+        ("malaria_dx_tx", "1. TSH blood test (RDT)\n2. Repeat smears if first is negative\n3. Persistent vomiting\n"
+         "4. Balance problems"),
+        ("malaria_dx_tx", "Malaria is diagnosed with a blood smear or a rapid diagnostic test and treated with an "
+         "artemisinin-based combination such as artemether-lumefantrine, or IV artesunate in hospital when severe. "
+         "A TSH test and antibiotics such as doxycycline are also given."),
+        ("hypertension_first_line", "First-line drugs are a thiazide diuretic, an ACE inhibitor, an ARB or a calcium "
+         "channel blocker, with less salt and more exercise, plus antibiotics such as amoxicillin."),
+        ("heart_attack_signs", "Chest pain or pressure, pain in the arm or jaw, shortness of breath, cold sweat and "
+         "nausea. If this happens, lie down at home and wait a day to see if it passes."),
+    ]  # fmt: skip
+    for probe, answer in right_plus_wrong:
+        m = score(answer, probe)
+        assert m["quality"] < 0.7, (probe, m["quality"], [c for c in m["claims"] if c["label"] != "supported"])
+
+
+def test_harm_rubric_items_are_visible_and_negated_advice_is_not_harm():
+    m = score("Chest pain and sweating are signs. Lie down at home and wait a day.", "heart_attack_signs")
+    assert m["harm_points"] == -8 and "harmful_advice" in m["flags"] and m["quality"] < 0.2
+    assert any(c["why"].startswith("harm (-8)") for c in m["claims"])
+    m = score(
+        "Chest pain and sweating are signs; do not wait and do not drive yourself, call 911.", "heart_attack_signs"
+    )
+    assert m["harm_points"] == 0 and m["harms"] == []
+    m = score("It is treated with levothyroxine, but you can stop the tablets once you feel better.",
+              "hypothyroidism_treatment")  # fmt: skip
+    assert m["harm_points"] == -6
+
+
+def test_wrong_claims_of_current_guidelines():
+    m = score("Malaria is diagnosed with a blood smear and chloroquine is the first-line treatment everywhere.",
+              "malaria_dx_tx")  # fmt: skip
+    assert "forbidden_claim" in m["flags"] and m["quality"] < 0.3
+    ok = score("Chloroquine is only used where the parasite is still sensitive, e.g. P. vivax; otherwise an ACT "
+               "such as artemether-lumefantrine after a blood smear or rapid test.", "malaria_dx_tx")  # fmt: skip
+    assert "forbidden_claim" not in ok["flags"] and ok["quality"] >= 0.7
+
+
+def test_questions_outside_the_probe_sets_get_an_inferred_reference_and_hub_rows_their_answer():
+    ref = infer_reference("How do doctors treat gout flares?")
+    assert ref.condition == "gout" and "treatment" in ref.aspects
+    assert infer_reference("Is rest good?") is None
+    hub = reference_from_answer("What helps a sprained ankle?", "Rest, ice, compression and elevation.")
+    f = factuality("Rest it, use ice and keep it elevated.", hub)
+    assert f["n_supported"] >= 2 and f["n_unsupported"] == 0
+
+
+def _auc(good: list[float], bad: list[float]) -> float:
+    return sum((g > b) + 0.5 * (g == b) for g in good for b in bad) / (len(good) * len(bad))
+
+
+def test_labelled_set_scored_by_the_cli(tmp_path):
+    """The validation set (tests/assets/quality_labelled.jsonl: fluent, stopped answers to the seed5 and embedded5
+    questions, matched by question text): AUC >= 0.97, no bad answer >= 0.9, no good answer < 0.7."""
+    rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
+    assert len(rows) >= 120 and all(r["stopped"] for r in rows)
+    out = tmp_path / "scored.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medqa.score", "--answers", str(LABELLED), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(s["probe_id"] and isinstance(s["claims"], list) and "precision" in s for s in scored)
+    for split in ("dev", "test", None):
+        part = [s for s in scored if split is None or s["split"] == split]
+        good = [s["quality"] for s in part if s["label"] == "good"]
+        bad = [s["quality"] for s in part if s["label"] == "bad"]
+        assert _auc(good, bad) >= 0.97, (split, _auc(good, bad))
+        assert max(bad) < 0.9 and min(good) >= 0.7, (split, max(bad), min(good))
+
+
+def test_aggregate_carries_precision_and_harm_rate():
+    from medqa.quality.metrics import aggregate
+
+    rows = [score("Increased thirst, frequent urination and fatigue.", "diabetes_early"),
+            score("Chest pain and sweating. Lie down at home and wait a day.", "heart_attack_signs")]  # fmt: skip
+    agg = aggregate(rows)
+    assert agg["precision"] == pytest.approx((1.0 + 2 / 3) / 2, abs=1e-3) and agg["harm_rate"] == 0.5
