@@ -305,11 +305,11 @@ SCORE_FILES = {
 def test_score_refuses_a_bad_answers_file_and_writes_no_output(name, cli, tmp_path):
     data, row, words = SCORE_FILES[name]
     path = _answers(tmp_path, f"{name}.jsonl", data)
-    out = cli("score", "--answers", path, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
+    out = cli("score", "--allow-unmatched", "--answers", path, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
     assert out.rc == 2, out.text[-3000:]
     _assert_names(out.error_line("score"), path, row, words)
     assert not (tmp_path / "scored.jsonl").exists(), "a refused score left an output file"
-    out = cli("score", "--answers", path, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
+    out = cli("score", "--allow-unmatched", "--answers", path, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
     assert "exists" not in out.stderr  # the rerun is not blocked by a leftover
 
 
@@ -327,7 +327,9 @@ def test_score_refuses_bad_side_files_in_one_line(flag, data, words, cli, tmp_pa
     answers = _answers(tmp_path, "a.jsonl", GOOD_ANSWER)
     side = tmp_path / ("side.yaml" if flag != "--known-words" else "side.txt")
     side.write_bytes(data)
-    out = cli("score", "--answers", answers, flag, side, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
+    out = cli(
+        "score", "--allow-unmatched", "--answers", answers, flag, side, "--out", tmp_path / "scored.jsonl", cwd=tmp_path
+    )
     assert out.rc == 2, out.text[-3000:]
     _assert_names(out.error_line("score"), side, None, words)
     assert not (tmp_path / "scored.jsonl").exists()
@@ -336,14 +338,16 @@ def test_score_refuses_bad_side_files_in_one_line(flag, data, words, cli, tmp_pa
 def test_score_refuses_an_existing_output_and_leaves_it_untouched(cli, tmp_path):
     answers = _answers(tmp_path, "a.jsonl", GOOD_ANSWER)
     (tmp_path / "scored.jsonl").write_text("mine\n")
-    out = cli("score", "--answers", answers, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
+    out = cli("score", "--allow-unmatched", "--answers", answers, "--out", tmp_path / "scored.jsonl", cwd=tmp_path)
     assert out.rc == 2 and "scored.jsonl" in out.error_line("score")
     assert (tmp_path / "scored.jsonl").read_text() == "mine\n"
 
 
 def test_score_on_a_full_disk_leaves_no_partial_output(cli, tmp_path):
     answers = _answers(tmp_path, "a.jsonl", GOOD_ANSWER * 300)
-    out = cli("score", "--answers", answers, "--out", tmp_path / "scored.jsonl", cwd=tmp_path, fsize=4096)
+    out = cli(
+        "score", "--allow-unmatched", "--answers", answers, "--out", tmp_path / "scored.jsonl", cwd=tmp_path, fsize=4096
+    )
     assert out.rc != 0
     line = out.error_line("score")
     assert "scored.jsonl" in line and "File too large" in line
@@ -352,13 +356,15 @@ def test_score_on_a_full_disk_leaves_no_partial_output(cli, tmp_path):
 
 def test_score_into_a_missing_folder_is_one_line(cli, tmp_path):
     answers = _answers(tmp_path, "a.jsonl", GOOD_ANSWER)
-    out = cli("score", "--answers", answers, "--out", tmp_path / "nope" / "scored.jsonl", cwd=tmp_path)
+    out = cli(
+        "score", "--allow-unmatched", "--answers", answers, "--out", tmp_path / "nope" / "scored.jsonl", cwd=tmp_path
+    )
     assert out.rc == 2 and "nope" in out.error_line("score")
 
 
 def test_score_with_a_non_utf8_argument_is_one_line(cli, tmp_path):
     bad = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jsonl")
-    out = cli("score", "--answers", bad, cwd=tmp_path)
+    out = cli("score", "--allow-unmatched", "--answers", bad, cwd=tmp_path)
     assert out.rc == 2
     assert "caf" in out.error_line("score")
 
@@ -892,6 +898,24 @@ def test_resume_onto_changed_data_is_refused_naming_both_fingerprints(live_run, 
     assert "train.resume_accept_data_change=true" in line
     assert sorted((run / "wandb").glob("offline-run-*")) == segments
     assert not list((run / ".hydra").glob("resume-*")), "a refused resume left its config folder"
+
+
+def test_a_lock_left_by_a_killed_trainer_is_stale_and_taken_over(bad_files, cli, tmp_path):
+    """SIGKILL a trainer as soon as it has made (and locked) its run folder; the next command on that folder
+    is not told it is in use: it goes on to its own outcome (here the data row it refuses)."""
+    run = tmp_path / "run"
+    bad = bad_files / "invalid_json.jsonl"
+    args = [*TINY, f"data.sources.wikidoc.path={bad}", f"hydra.run.dir={run}"]
+    a = popen("train", *args, cwd=tmp_path)
+    assert _wait_for(run.is_dir, a, timeout=120, poll=0.01), finish(a, 10).text[-3000:]
+    os.killpg(a.pid, signal.SIGKILL)
+    finish(a, 60)
+    assert run.is_dir() and any(run.iterdir()), "the killed trainer left nothing to take over"
+    out = cli("train", *args, cwd=tmp_path)
+    assert out.rc == 2, out.text[-3000:]
+    line = out.error_line("train")
+    assert f"{bad}:11" in line and "in use" not in line
+    assert_no_run_left(tmp_path)
 
 
 @pytest.mark.slow

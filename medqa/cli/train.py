@@ -23,7 +23,7 @@ from medqa.config.resume import resolve_resume
 from medqa.config.validate import checked_settings, settings_checked
 from medqa.core.distributed import is_main_process
 from medqa.core.errors import ConfigError, exit_on_error
-from medqa.core.interrupts import Interrupted, install
+from medqa.core.interrupts import Interrupted, install, raise_pending, taken
 from medqa.core.paths import CONF_DIR
 from medqa.core.run_folder import (
     acquire,
@@ -55,6 +55,7 @@ def main(cfg: DictConfig) -> float:
     from medqa.training.run import finetune  # lazy: a rejected command line fails before torch loads
 
     datasets.disable_progress_bars()  # loading a source is not progress worth a bar; errors stay one line
+    raise_pending()  # an interrupt whose first raise was dropped (inside a __del__) while starting
     if is_main_process():  # an explicit hydra.run.dir was locked in preflight; a stamped one is new
         exit_on_error("medqa.train", lambda: acquire(run_dir))
     logged = OmegaConf.to_container(cfg, resolve=True)  # finetune redacts credentials before logging it
@@ -66,7 +67,7 @@ def main(cfg: DictConfig) -> float:
             forget_attempt(run_dir, resumed)
         raise
     except Interrupted as err:
-        record_interruption(run_dir, err, resumed)
+        record_interruption(run_dir, taken(err), resumed)
         raise SystemExit(err.exit_code) from None
     finally:
         release(run_dir)
@@ -173,6 +174,7 @@ def cli(argv: list[str] | None = None) -> None:
     try:
         run_checked("medqa.train", preflight, main, argv)
     except Interrupted as err:  # before or after the job itself (checking, Hydra's start)
+        taken(err)
         for run_dir in held():
             discard_hydra_only_dir(run_dir)
         print(f"medqa.train: interrupted by {err.name} before the run started; nothing was kept", file=sys.stderr)

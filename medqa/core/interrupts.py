@@ -2,8 +2,11 @@
 SIGUSR1 from SLURM's `--signal`) become one exception, `Interrupted`, raised in the main thread: the run's
 `finally` blocks then close W&B and record what happened instead of the process dying mid-write.
 
-A second signal while the first is being handled is ignored (closing W&B takes a moment); SIGKILL cannot be
-caught, and a run killed so is continued from its latest complete checkpoint (medqa.resume).
+Python runs a signal handler wherever the main thread is, even inside a `__del__` or a GC callback, where an
+exception is printed and dropped; so the signal is also kept as pending, and `raise_pending()` at the stages'
+boundaries raises it again until a caller takes it (`taken`). While W&B closes and the run is recorded
+(`deferred()`), further signals wait. SIGKILL cannot be caught: a run killed so is continued from its latest
+complete checkpoint (train.resume).
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_state = {"raised": False}
+_state: dict = {"pending": None, "deferred": 0}
 
 
 def _handler(signum: int, frame) -> None:
-    if _state["raised"]:
-        return  # already stopping: let the first interrupt's cleanup finish
-    _state["raised"] = True
-    raise Interrupted(signum)
+    if _state["pending"] is None:
+        _state["pending"] = signum
+    if _state["deferred"]:
+        return  # closing W&B / recording the run: raised at the end of deferred()
+    raise Interrupted(_state["pending"])
 
 
 def install() -> None:
@@ -49,16 +53,24 @@ def install() -> None:
             signal.signal(s, _handler)
 
 
+def raise_pending() -> None:
+    """Raise the interrupt a signal left pending (its first raise may have been dropped inside a __del__)."""
+    if _state["pending"] is not None and not _state["deferred"]:
+        raise Interrupted(_state["pending"])
+
+
+def taken(err: Interrupted) -> Interrupted:
+    """Mark the interrupt as handled by the caller (it is not raised again); returns it."""
+    _state["pending"] = None
+    _state["deferred"] += 1  # from here on the process only winds down: later signals do not cut that short
+    return err
+
+
 @contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """`install` for a block; the previous handlers come back after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-    install()
+def deferred() -> Iterator[None]:
+    """A block (closing W&B, writing run.json) that a signal does not interrupt; the signal stays pending."""
+    _state["deferred"] += 1
     try:
         yield
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        _state["deferred"] -= 1

@@ -252,7 +252,7 @@ def _in_use(key: str, run_dir: Path, holder: LockHolder) -> ConfigError:
 
 def acquire(run_dir: Path, key: str = "hydra.run.dir") -> None:
     """Lock `run_dir` (created if missing) for this process; a ConfigError naming the holder if another live
-    process has it. A stale lock is moved aside (`.medqa.lock.stale-<time>`) and taken over."""
+    process has it. A stale lock is removed and taken over."""
     run_dir = Path(run_dir)
     if run_dir.absolute() in _HELD:
         return
@@ -278,14 +278,31 @@ def acquire(run_dir: Path, key: str = "hydra.run.dir") -> None:
                     continue
             elif not is_stale(holder):
                 raise _in_use(key, run_dir, holder) from None
-            with contextlib.suppress(FileNotFoundError):  # another process may take it over at the same time
-                os.replace(path, run_dir / f"{LOCK_FILE}.stale-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            _remove_if_unchanged(path, holder)
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f)
         _HELD.add(run_dir.absolute())
         return
     raise ConfigError(f"{key}={run_dir}: could not take the run folder's lock {path}")
+
+
+def _remove_if_unchanged(path: Path, holder: LockHolder | None) -> None:
+    """Remove a stale lock file, unless another process replaced it meanwhile: the stale file's own inode is
+    flock'ed while its content is read again, so two processes taking it over together remove it only once."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if read_lock(path.parent) == holder:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        os.close(fd)
 
 
 def _mtime(path: Path) -> float:

@@ -16,7 +16,7 @@ from medqa.analysis.run_report import plot_run
 from medqa.core.atomic import write_text
 from medqa.core.distributed import generation_is_collective, is_main_process, rank, world_size
 from medqa.core.errors import ConfigError
-from medqa.core.interrupts import Interrupted
+from medqa.core.interrupts import Interrupted, deferred, raise_pending
 from medqa.core.labels import as_tags, science_labels
 from medqa.core.redact import redact
 from medqa.core.run_folder import check_fresh_run_dir, check_resumable, previous_wandb_id
@@ -70,6 +70,7 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     load_data(state)
     # ---- base model, tokenizer, decoding ----
     load_model(state)
+    raise_pending()  # an interrupt whose first raise was dropped (inside a __del__): before W&B opens
     # ---- tracking: one W&B run (a resumed run continues its id) ----
     state.run = open_tracking(state, logged_config)
     finished, exit_code = False, 1
@@ -86,7 +87,8 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         exit_code = err.exit_code
         raise
     finally:
-        state.run.finish(exit_code=0 if finished else exit_code)  # a crashed run is marked failed, a multirun goes on
+        with deferred():  # a second signal does not cut W&B's closing short
+            state.run.finish(exit_code=0 if finished else exit_code)  # a crashed run is marked failed
 
 
 def prepare_run_dir(state: RunState) -> None:
