@@ -71,8 +71,8 @@ def random_checkpoint(shape: str, root: Path) -> Path:
 def chat_examples(tokenizer, n: int, lo: int = 120, hi: int = 512, seed: int = 0) -> list[dict]:
     """`n` prompt/completion chats from the embedded mix (medqa's data path), each answer extended with further
     answers to a token length drawn uniformly from [lo, hi] (the seed's ChatDoctor examples are ~120-512 tokens)."""
-    from medqa.config.compose import compose_config
     from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
     from medqa.data.mix import build_datasets
 
     data = settings_from_cfg(compose_config([])).data

@@ -24,8 +24,8 @@ def run_variant(settings, changes: dict, steps: int, out: str) -> dict:
     import torch
     from datasets import Dataset
 
-    from medqa.training.run import build_trainer
     from medqa.model.loading import load_base, lora_b_movement
+    from medqa.training.run import build_trainer
 
     answer = "Question {i}: what treats anemia? Answer: oral iron, {n} times a day. "
     rows = [{"text": answer.format(i=i, n=i % 3 + 1) * (1 + i % 5)} for i in range(400)]
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     args = parser.parse_args(argv)
-    from medqa.config.compose import compose_config
     from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
 
     settings = settings_from_cfg(compose_config([f"train={args.preset}", "lora=attn_mlp", "tracking=none"]))
     names = args.variants.split(",")

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from peft import get_peft_model
 
-    from medqa.config.compose import compose_config
     from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
     from medqa.model.generation import generate_answers, generation_config
     from medqa.model.loading import load_base, lora_config
 

@@ -71,10 +71,10 @@ def run_row(
     import torch
     from transformers import TrainerCallback
 
-    from medqa.config.compose import compose_config
     from medqa.config.build import settings_from_cfg
-    from medqa.training.run import build_trainer
+    from medqa.config.compose import compose_config
     from medqa.model.loading import count_parameters, load_base
+    from medqa.training.run import build_trainer
 
     ckpt = common.random_checkpoint(shape, root)
     overrides = [

@@ -1,5 +1,5 @@
-"""Shared fixtures: the real conf/ composed with Hydra's compose API, shrunk for tests, and an embedded
-base model built by the real builder into a fresh cache (so every test session exercises the build)."""
+"""Shared fixtures: the real conf/ composed with Hydra's compose API, shrunk for tests, and the shipped
+embedded base model (medqa/assets/base/tiny; tests/test_build_base.py runs the real builder at a toy size)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from transformers import TrainerCallback
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
-# A cache of this session's own; subprocesses (the CLI test) inherit it. MEDQA_TEST_CACHE reuses one across
-# sessions (local iteration only: the build path is then not exercised).
-os.environ["MEDQA_CACHE"] = os.environ.get("MEDQA_TEST_CACHE") or tempfile.mkdtemp(prefix="medqa-test-cache-")
+# A cache of this session's own (only non-default recipes build into it); subprocesses inherit it.
+os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The same recipe with a short pretraining: the build path is the real one, in ~20 s instead of ~2 min.
-TEST_OVERRIDES = ["model.recipe.pretrain_steps=40"]
+# Overrides every test run adds: none now that the default recipe's model ships (no build at session start).
+TEST_OVERRIDES: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +47,13 @@ def compose_small():
 
 @pytest.fixture(scope="session")
 def base_dir(compose_small):
+    """The default recipe's model: the shipped copy, never a build."""
     from medqa.config.build import tiny_recipe
-    from medqa.model.tiny.build import ensure_base
+    from medqa.model.tiny.build import SHIPPED_DIR, ensure_base
 
-    return ensure_base(tiny_recipe(compose_small().model))
+    path = ensure_base(tiny_recipe(compose_small().model))
+    assert path == SHIPPED_DIR, f"{path}: the default recipe no longer matches the shipped model"
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +83,8 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     from medqa.config.build import settings_from_cfg
     from medqa.training.run import finetune
 
-    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48"])
+    # 16 held-out questions keep the fixture quick; the default set (86) is checked in tests/test_heldout.py.
+    cfg = compose_small(["train=smoke", "data.total=160", "decoding.max_new_tokens=48", "quality.heldout_questions=16"])
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     watcher = WeightWatcher()
     summary = finetune(settings_from_cfg(cfg), run_dir, OmegaConf.to_container(cfg, resolve=True), [watcher])
@@ -107,7 +110,8 @@ def sweep_grid(base_dir, run_module, tmp_path_factory):
     medqa.sweep`: real training, W&B offline. Returns the sweep folder (sweep.json, run dirs 00..03); the
     command's output is beside it in cli_output.txt."""
     out = tmp_path_factory.mktemp("sweep")
-    proc = run_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), "--", *TEST_OVERRIDES)
+    extra = ["--", *TEST_OVERRIDES] if TEST_OVERRIDES else []
+    proc = run_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra)
     (out / "cli_output.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (folder,) = [p for p in out.iterdir() if p.is_dir()]

@@ -33,8 +33,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SHRINK = "model.recipe.pretrain_steps=40"  # the base model the session's base_dir fixture builds
-TINY = [SHRINK, "train=smoke", "data.total=40", "decoding.max_new_tokens=4"]
+TINY = ["train=smoke", "data.total=40", "decoding.max_new_tokens=4"]
+# A recipe other than the shipped default, so its model lives in a cache (built once per session, ~20 s).
+CACHED_RECIPE = ["model.recipe.pretrain_steps=1", "model.recipe.textbook_variants=1"]
 WIKIDOC = ROOT / "medqa" / "assets" / "embedded" / "wikidoc.jsonl"
 CHATDOCTOR = ROOT / "medqa" / "assets" / "embedded" / "chatdoctor.jsonl"
 
@@ -250,7 +251,7 @@ def _assert_names(line: str, path: Path, row: int | None, words: list[str]) -> N
 def test_data_preview_refuses_a_bad_source_file_in_one_line(name, bad_files, cli, tmp_path):
     path = bad_files / name
     _, row, words = _bad_sources()[name]
-    out = cli("data", SHRINK, "data.total=40", f"data.sources.wikidoc.path={path}", "--export", tmp_path / "mix.jsonl",
+    out = cli("data", "data.total=40", f"data.sources.wikidoc.path={path}", "--export", tmp_path / "mix.jsonl",
               cwd=tmp_path)  # fmt: skip
     assert out.rc == 2, out.text[-3000:]
     _assert_names(out.error_line("data"), path, row, words)
@@ -510,31 +511,40 @@ def test_probe_into_a_read_only_folder_is_one_line(cli, tmp_path):
     ro.mkdir()
     wrap = readonly(ro)
     try:
-        out = run_proc("probe", "run=none", SHRINK, f"hydra.run.dir={ro / 'out'}", cwd=tmp_path, wrap=wrap)
+        out = run_proc("probe", "run=none", f"hydra.run.dir={ro / 'out'}", cwd=tmp_path, wrap=wrap)
     finally:
         writable_again(ro)
     assert out.rc == 2 and str(ro) in out.error_line("probe")
     assert not (ro / "out").exists()
 
 
-def test_build_base_uses_a_read_only_prebuilt_cache(base_dir, tmp_path):
+@pytest.fixture(scope="session")
+def built_cache(tmp_path_factory) -> Path:
+    """A cache holding the built model of CACHED_RECIPE (python -m medqa.build_base, once per session)."""
+    cache = tmp_path_factory.mktemp("built_cache")
+    out = run_proc("build_base", *CACHED_RECIPE, cwd=cache, env={"MEDQA_CACHE": str(cache)}, timeout=600)
+    assert out.rc == 0 and f"embedded base model: {cache}" in out.stdout, out.text[-3000:]
+    return cache
+
+
+def test_build_base_uses_a_read_only_prebuilt_cache(built_cache, tmp_path):
     cache = tmp_path / "cache"
-    shutil.copytree(base_dir.parent.parent, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
+    shutil.copytree(built_cache, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
     wrap = readonly(cache)
     try:
-        out = run_proc("build_base", SHRINK, cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap)
+        out = run_proc("build_base", *CACHED_RECIPE, cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap)
     finally:
         writable_again(cache)
     assert out.rc == 0, out.text[-3000:]
     assert f"embedded base model: {cache}" in out.stdout and "Traceback" not in out.text
 
 
-def test_data_uses_a_read_only_prebuilt_cache(base_dir, tmp_path):
+def test_data_uses_a_read_only_prebuilt_cache(built_cache, tmp_path):
     cache = tmp_path / "cache"
-    shutil.copytree(base_dir.parent.parent, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
+    shutil.copytree(built_cache, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
     wrap = readonly(cache)
     try:
-        out = run_proc("data", SHRINK, "data.total=40", "--examples", "0", cwd=tmp_path,
+        out = run_proc("data", *CACHED_RECIPE, "data.total=40", "--examples", "0", cwd=tmp_path,
                        env={"MEDQA_CACHE": str(cache)}, wrap=wrap)  # fmt: skip
     finally:
         writable_again(cache)
@@ -546,20 +556,22 @@ def test_build_base_in_a_read_only_empty_cache_is_one_line(tmp_path):
     cache.mkdir()
     wrap = readonly(cache)
     try:
-        out = run_proc("build_base", SHRINK, cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap, timeout=120)
+        out = run_proc(
+            "build_base", *CACHED_RECIPE, cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap, timeout=120
+        )
     finally:
         writable_again(cache)
     assert out.rc != 0 and str(cache) in out.error_line("build_base")
 
 
-def test_build_base_force_in_a_read_only_cache_is_one_line_and_keeps_the_model(base_dir, tmp_path):
+def test_build_base_force_in_a_read_only_cache_is_one_line_and_keeps_the_model(built_cache, tmp_path):
     cache = tmp_path / "cache"
-    shutil.copytree(base_dir.parent.parent, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
+    shutil.copytree(built_cache, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
     before = sorted(p.name for p in (cache / "base").iterdir())
     wrap = readonly(cache)
     try:
-        out = run_proc("build_base", SHRINK, "--force", cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap,
-                       timeout=120)  # fmt: skip
+        env = {"MEDQA_CACHE": str(cache)}
+        out = run_proc("build_base", *CACHED_RECIPE, "--force", cwd=tmp_path, env=env, wrap=wrap, timeout=120)
     finally:
         writable_again(cache)
     assert out.rc != 0 and str(cache) in out.error_line("build_base")
@@ -581,17 +593,17 @@ def test_train_into_a_read_only_folder_is_one_line(cli, tmp_path):
     assert not (ro / "run").exists()
 
 
-def test_train_with_a_read_only_prebuilt_cache_starts(base_dir, tmp_path):
+def test_train_with_a_read_only_prebuilt_cache_starts(built_cache, tmp_path):
     """A built, complete model in a read-only place just loads: the run gets past the model (here it then
     stops on a data row, the cheapest way to end it)."""
     cache = tmp_path / "cache"
-    shutil.copytree(base_dir.parent.parent, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
+    shutil.copytree(built_cache, cache, ignore=shutil.ignore_patterns("*.lock", "*.partial-*"))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(_bad_sources()["invalid_json.jsonl"][0])
     wrap = readonly(cache)
     try:
-        out = run_proc("train", *TINY, f"data.sources.wikidoc.path={bad}", f"hydra.run.dir={tmp_path / 'run'}",
-                       cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap)  # fmt: skip
+        args = [*TINY, *CACHED_RECIPE, f"data.sources.wikidoc.path={bad}", f"hydra.run.dir={tmp_path / 'run'}"]
+        out = run_proc("train", *args, cwd=tmp_path, env={"MEDQA_CACHE": str(cache)}, wrap=wrap)
     finally:
         writable_again(cache)
     assert out.rc == 2, out.text[-3000:]
@@ -618,7 +630,7 @@ def test_train_with_a_non_utf8_override_is_one_line(cli, tmp_path):
 
 
 def test_data_export_on_a_full_disk_leaves_no_partial_file(cli, tmp_path):
-    out = cli("data", SHRINK, "data.total=40", "--examples", "0", "--export", tmp_path / "mix.jsonl", cwd=tmp_path,
+    out = cli("data", "data.total=40", "--examples", "0", "--export", tmp_path / "mix.jsonl", cwd=tmp_path,
               fsize=2048)  # fmt: skip
     assert out.rc != 0
     assert "mix.jsonl" in out.error_line("data")
@@ -627,7 +639,7 @@ def test_data_export_on_a_full_disk_leaves_no_partial_file(cli, tmp_path):
 
 def test_data_export_over_an_existing_file_keeps_it(cli, tmp_path):
     (tmp_path / "mix.jsonl").write_text("mine\n")
-    out = cli("data", SHRINK, "data.total=40", "--examples", "0", "--export", tmp_path / "mix.jsonl", cwd=tmp_path)
+    out = cli("data", "data.total=40", "--examples", "0", "--export", tmp_path / "mix.jsonl", cwd=tmp_path)
     assert out.rc == 2 and "mix.jsonl" in out.error_line("data")
     assert (tmp_path / "mix.jsonl").read_text() == "mine\n"
 
@@ -706,7 +718,7 @@ HOSTILE = {
 def test_a_hostile_or_broken_sweep_file_is_refused_before_anything_runs(name, cli, tmp_path):
     marker = tmp_path / "PWNED"
     path = _sweep(tmp_path, name, _hostile(tmp_path, marker)[name])
-    out = cli("sweep", path, "--out", tmp_path / "out", "--", SHRINK, cwd=tmp_path, env={"SHELL": "/bin/sh"})
+    out = cli("sweep", path, "--out", tmp_path / "out", cwd=tmp_path, env={"SHELL": "/bin/sh"})
     assert not marker.exists(), "the sweep file ran a command of its own"
     assert out.rc == 2, out.text[-3000:]
     line = out.error_line("sweep")

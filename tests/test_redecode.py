@@ -19,7 +19,12 @@ from medqa.settings.tracking import TrackingSettings
 from medqa.tracking.runs import read_offline_run
 
 ROOT = Path(__file__).resolve().parent.parent
-SMOKE = ["train=smoke", "data.total=160", "decoding.max_new_tokens=48"]  # the smoke_run fixture's overrides
+SMOKE = [
+    "train=smoke",
+    "data.total=160",
+    "decoding.max_new_tokens=48",
+    "quality.heldout_questions=16",
+]  # the smoke_run fixture's overrides
 
 
 def _answers(run_dir: Path, step: int) -> dict[str, str]:

@@ -15,6 +15,7 @@ COLUMNS = [
     ("token_accuracy", "token acc", ".4f"),
     ("kept_step", "kept step", "d"),
     ("quality_kept", "quality kept", ".3f"),
+    ("heldout_kept", "held-out kept", ".3f"),
     ("quality_final", "quality final", ".3f"),
     ("eos_rate", "EOS rate", ".0%"),
     ("rep_4", "rep-4", ".3f"),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from medqa.analysis.columns import COLUMNS
 from medqa.analysis.compare_html import render_html
+from medqa.analysis.replicates import differences, format_groups, group_rows, group_runs, plot_groups
 from medqa.core.errors import ConfigError, json_lines, read_utf8
 from medqa.core.labels import science_labels
 
@@ -210,6 +211,7 @@ def run_row(run: Run) -> dict:
         "kept_step": kept,
         "kept_rule": s["selected"].get("rule"),
         "quality_kept": (by_step.get(kept) or {}).get("probe_quality"),
+        "heldout_kept": (s.get("selected") or {}).get("heldout_quality"),
         "quality_final": evals[-1]["probe_quality"],
         "eos_rate": (by_step.get(kept) or {}).get("probe_eos_rate"),
         "rep_4": sum(reps) / len(reps) if reps else None,
@@ -319,5 +321,28 @@ def write_report(runs: list[Run], out: Path | None = None) -> tuple[Path, list[d
         ]
         (tmp / "runs.json").write_text(json.dumps(detail, indent=2, default=str), encoding="utf-8")
         png = plot_loss_vs_quality(runs, tmp / "loss_vs_quality.png")
+        write_replicates(runs, tmp)
         (tmp / "index.html").write_text(render_html(runs, rows, png), encoding="utf-8")
     return out, rows
+
+
+def write_replicates(runs: list[Run], out: Path) -> list[dict]:
+    """When runs repeat a setting over seeds: replicates.md / .json (mean and 95% CI per group, and every
+    pairwise difference with its Welch CI) and replicates.png (error bars). Returns the group rows."""
+    groups = group_runs([(r.label, r.summary) for r in runs])
+    rows = group_rows(groups)
+    if not any(r["n_seeds"] >= 2 for r in rows):
+        return rows
+    diffs = differences(groups)
+    text = format_groups(rows)
+    if diffs:
+        text += "\n\n| a | b | metric | b - a | 95% CI | exceeds seed noise |\n|---|---|---|---|---|---|\n"
+        text += "\n".join(
+            f"| {d['a']} | {d['b']} | {d['metric']} | {d['difference']:+.4f} | "
+            f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | {'yes' if d['exceeds_seed_noise'] else 'no'} |"
+            for d in diffs
+        )
+    (out / "replicates.md").write_text(text + "\n", encoding="utf-8")
+    (out / "replicates.json").write_text(json.dumps({"groups": rows, "differences": diffs}, indent=2), "utf-8")
+    plot_groups(rows, out / "replicates.png")
+    return rows

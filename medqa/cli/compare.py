@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = read_runs(args.paths, read_wandb=not args.no_wandb)
     out, rows = write_report(runs, args.out)
     print(format_table(rows))
-    print(f"\nreport:  {out}/  (runs.md, runs.csv, runs.json, loss_vs_quality.png)")
+    if (out / "replicates.md").exists():
+        print("\nreplicates over seeds (mean [95% CI]):")
+        print((out / "replicates.md").read_text(encoding="utf-8"))
+    print(f"\nreport:  {out}/  (runs.md, runs.csv, runs.json, loss_vs_quality.png; replicates.* when seeds repeat)")
     print(f"  open:  {(out / 'index.html').resolve().as_uri()}")
 
 

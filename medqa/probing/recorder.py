@@ -9,8 +9,10 @@ from pathlib import Path
 from transformers import GenerationConfig, TrainerCallback
 
 from medqa.core.distributed import generation_is_collective, is_main_process, share_from_main
-from medqa.model.generation import generate_answers, generation_config_dict
-from medqa.quality.metrics import aggregate, divergence, score_answer, selection_score
+from medqa.model.generation import Answer, generate_answers, generation_config_dict
+from medqa.probing.heldout_eval import HeldoutEval
+from medqa.quality.metrics import aggregate, score_answer, selection_score
+from medqa.quality.stats import divergence_paired, selection_report
 from medqa.settings.probes import Probe, load_probes  # noqa: F401  (the probe set's home; re-exported)
 from medqa.settings.quality import QualitySettings
 from medqa.tracking.runs import probe_tables, warn
@@ -33,8 +35,10 @@ class ProbeRecorder:
         quality: QualitySettings | None = None,
         known_words: frozenset[str] = frozenset(),
         merge_adapter: bool = False,
+        heldout: HeldoutEval | None = None,
     ):
         self.probes, self.config, self.out_file, self.run, self.seed = probes, config, out_file, run, seed
+        self.heldout = heldout  # the held-out generation eval, answered after the probes at every eval
         self.merge_adapter = merge_adapter
         self.quality, self.known_words = quality or QualitySettings(), known_words
         system = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -78,31 +82,40 @@ class ProbeRecorder:
         scalars (probes/quality, probes/rep_4, ...), and check loss against quality (the divergence alarm).
         `write=False`: answer only, for ranks that join a sharded model's generation."""
         answers = self._answer(model, tokenizer, self.chats)
+        heldout_alarm = self.heldout.record(model, tokenizer, step, eval_loss, write) if self.heldout else None
         if not write:
             return []
         rows = [self.score(p, a, step) for p, a in zip(self.probes, answers, strict=True)]
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
-        alarm = self._add_eval(step, eval_loss, rows)
+        probe_alarm = self._add_eval(step, eval_loss, rows)
+        alarm = heldout_alarm if self.heldout else probe_alarm
         if alarm:
             self._raise(alarm)
         self.log(step)
         return rows
 
     def _add_eval(self, step: int, eval_loss: float | None, rows: list[dict]) -> dict | None:
-        """Keep this eval's aggregates beside its loss; the divergence alarm for it, if it fires."""
-        self.evals.append({"step": step, "eval_loss": eval_loss, **aggregate(rows)})
-        return divergence(self.evals, self.quality) if eval_loss is not None else None
+        """Keep this eval's aggregates and per-probe scores beside its loss; the paired divergence alarm over the
+        probes (used when the held-out eval is off: with five questions its CI rarely excludes zero)."""
+        scores = {r["probe_id"]: r["quality"] for r in rows}
+        self.evals.append({"step": step, "eval_loss": eval_loss, "scores": scores, **aggregate(rows)})
+        if eval_loss is None:
+            return None
+        kw = {"n_resamples": self.quality.bootstrap_resamples}
+        return divergence_paired(self.evals, self.quality.divergence_against, self.quality.divergence_margin, **kw)
 
-    def restore(self, rows: list[dict], eval_losses: dict[int, float]) -> None:
-        """Rebuild what the evals up to a checkpoint recorded (resume): the kept probes.jsonl rows, the
-        aggregates and the alarms, so selection and the alarm go on as if the run had never stopped."""
+    def restore(self, rows: list[dict], eval_losses: dict[int, float], heldout_rows: list[dict] = ()) -> None:
+        """Rebuild what the evals up to a checkpoint recorded (resume): the kept probes.jsonl (and heldout.jsonl)
+        rows, the aggregates and the alarms, so selection and the alarm go on as if the run had never stopped."""
         self.rows, self.evals, self.alarms = list(rows), [], []
+        heldout_alarms = self.heldout.restore(list(heldout_rows), eval_losses) if self.heldout else []
         for step in sorted({r["step"] for r in rows}):
             alarm = self._add_eval(step, eval_losses.get(step), [r for r in rows if r["step"] == step])
-            if alarm:
+            if alarm and not self.heldout:
                 self.alarms.append(alarm)
+        self.alarms += heldout_alarms
 
     def log(self, step: int) -> None:
         """Log the tables of every answer so far and this step's aggregates (probes/quality, probes/eos_rate,
@@ -119,10 +132,13 @@ class ProbeRecorder:
         """The divergence alarm: kept for run.json, a W&B alert (recorded in the offline run file too) and a
         console line."""
         self.alarms.append(alarm)
+        what = "held-out quality" if self.heldout else "probe quality"
+        lo, hi = alarm["drop_ci"]
         text = (
             f"step {alarm['step']}: eval loss {alarm['eval_loss']:.4f} improved on {alarm['reference_loss']:.4f} "
-            f"while probe quality fell {alarm['reference_quality']:.3f} -> {alarm['quality']:.3f} "
-            f"(step {alarm['reference_step']}; margin {self.quality.divergence_margin})"
+            f"while {what} fell {alarm['reference_quality']:.3f} -> {alarm['quality']:.3f} (step "
+            f"{alarm['reference_step']}; paired drop {alarm['drop']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] over "
+            f"{alarm['n_questions']} questions)"
         )
         print(f"[medqa] DIVERGENCE {text}", flush=True)
         warn(self.run, title="medqa: loss improved, answers got worse", text=text)
@@ -131,15 +147,29 @@ class ProbeRecorder:
         return next((e["quality"] for e in self.evals if e["step"] == step), None)
 
     def selection(self, rule: str, step: int) -> float:
-        """The checkpoint-selection score of the eval at `step` (see medqa.quality.selection_score)."""
+        """The checkpoint-selection score of the eval at `step` (see medqa.quality.metrics.selection_score): on
+        the held-out set's mean quality when it is on (86 questions, not 5), else the probes'."""
         now = next(e for e in self.evals if e["step"] == step)
         first_loss = next((e["eval_loss"] for e in self.evals if e["eval_loss"]), None) or 1.0
-        return selection_score(rule, now["quality"], now["eval_loss"] or 0.0, first_loss)
+        quality = self.heldout.at(step)["quality"] if self.heldout and self.heldout.at(step) else now["quality"]
+        return selection_score(rule, quality, now["eval_loss"] or 0.0, first_loss)
 
-    def check_determinism(self, model, tokenizer) -> dict:
-        """Answer the probes twice as one batch and once one by one; are the texts byte-identical? With
-        greedy decoding they should be; a mismatch is worth a flag (padding or kernels changing the result)."""
-        first = self._answer(model, tokenizer, self.chats)
+    def selection_report(self) -> dict | None:
+        """Whether the eval with the best quality is distinguishable (paired 95% CI) from the runner-up."""
+        if self.heldout:
+            return self.heldout.selection()
+        return selection_report(self.evals, n_resamples=self.quality.bootstrap_resamples)
+
+    def check_determinism(self, model, tokenizer, step: int | None = None) -> dict:
+        """Answer the probes again as one batch and once one by one; are the texts byte-identical to each
+        other and to what was recorded at `step` (the kept eval, whose weights the model now holds)? With greedy
+        decoding they should be; a mismatch is worth a flag (padding or kernels changing the result). Without
+        recorded answers at `step`, the batch is answered twice (one more generate call)."""
+        recorded = {r["probe_id"]: r["answer"] for r in self.rows if r["step"] == step} if step is not None else {}
+        if len(recorded) == len(self.probes):
+            first = [Answer(recorded[p.id], 0, True) for p in self.probes]
+        else:
+            first = self._answer(model, tokenizer, self.chats)
         again = self._answer(model, tokenizer, self.chats)
         single = [self._answer(model, tokenizer, [c])[0] for c in self.chats]
         repeat = [a.text == b.text for a, b in zip(first, again, strict=True)]

@@ -89,5 +89,5 @@ class TinyRecipe:
     batch_size: int
     lr: float
     warmup_steps: int
-    bf16_autocast: bool  # CPU bf16 matmuls (AMX) are ~2x faster; weights stay fp32
+    precision: str  # fp32 | bf16 (autocast, only where the CPU has it natively: else fp32, medqa.core.cpu_precision)
     seed: int

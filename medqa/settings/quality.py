@@ -30,7 +30,12 @@ class QualitySettings:
     min_words: int = 8  # shorter answers lose quality in proportion
     precision_power: float = 2.0  # content x precision ** this (S / (S + U) of the answer's claims)
     harm_scale: float = 10.0  # content x max(0, 1 + harm points / this); rubric points are negative
-    divergence_margin: float = 0.1  # quality drop (absolute) that, with a better eval loss, raises the alarm
+    # The held-out generation eval (medqa.probing.heldout_eval), answered at every eval beside the probes.
+    heldout_questions: int = 86  # questions (stratified subset when fewer than the set has); 0 = off
+    heldout_max_new_tokens: int = 96  # per answer; the eval's cost grows with it
+    heldout_batch_size: int = 96  # answers generated per batch (bounded memory); one batch for 86 questions
+    bootstrap_resamples: int = 1000  # for the 95% CIs over questions and the paired rules
+    divergence_margin: float = 0.0  # the paired CI of the quality drop must lie above this (0: excludes zero)
     divergence_against: str = "best"  # best: the best loss/quality so far; previous: the previous eval
 
     def __post_init__(self):
@@ -48,6 +53,14 @@ class QualitySettings:
                 f"quality.precision_power must be >= 0 and quality.harm_scale > 0, got "
                 f"{self.precision_power}, {self.harm_scale}"
             )
+        if self.heldout_questions < 0 or self.heldout_max_new_tokens < 1 or self.heldout_batch_size < 1:
+            raise ValueError(
+                "quality.heldout_questions must be >= 0, quality.heldout_max_new_tokens and "
+                f"quality.heldout_batch_size >= 1, got {self.heldout_questions}, {self.heldout_max_new_tokens}, "
+                f"{self.heldout_batch_size}"
+            )
+        if self.bootstrap_resamples < 100:
+            raise ValueError(f"quality.bootstrap_resamples={self.bootstrap_resamples}: must be >= 100")
         if self.divergence_against not in {"best", "previous"}:
             raise ValueError(f"quality.divergence_against={self.divergence_against!r}: expected best or previous")
 

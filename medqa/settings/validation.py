@@ -29,6 +29,8 @@ def recipe_problems(recipe, key: str = "model.recipe") -> list[str]:
                 problems.append(f"{key}.{f.name}={value}: must be >= 1")
     if recipe.lr <= 0:
         problems.append(f"{key}.lr={recipe.lr}: must be > 0")
+    if recipe.precision not in ("fp32", "bf16"):
+        problems.append(f"{key}.precision={recipe.precision!r}: expected fp32 or bf16")
     if recipe.num_heads >= 1 and recipe.hidden_size % recipe.num_heads:
         problems.append(f"{key}.num_heads={recipe.num_heads}: must divide hidden_size={recipe.hidden_size}")
     if recipe.num_kv_heads >= 1 and recipe.num_heads % recipe.num_kv_heads:

@@ -32,6 +32,8 @@ def replay_history(run, recorder, checkpoint: Path, probe_rows: list[dict]) -> i
         if "eval_loss" in entry and any(r["step"] == step for r in probe_rows):
             recorder.rows = [r for r in probe_rows if r["step"] <= step]
             recorder.log(step)  # the probe tables follow each eval, as during training
+            if recorder.heldout and recorder.heldout.at(step):
+                recorder.heldout.log(step)
             n += 1
     recorder.rows = list(probe_rows)
     return n

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from medqa.core.errors import ConfigError, RunWriteError
 from medqa.core.run_folder import checkpoint_step, checkpoints
+from medqa.probing.heldout_eval import HELDOUT_FILE
 from medqa.tracking.history import replay_history
 
 
@@ -51,15 +52,16 @@ def check_same_data(run_dir: Path, provenance: dict, accept_change: bool = False
 
 
 def set_aside_probe_rows(probes_file: Path, step: int) -> list[dict]:
-    """Keep probes.jsonl rows up to `step`; later rows (redone after resuming) move to a new
-    probes.superseded-<time>.jsonl beside it. Returns the kept rows."""
+    """Keep the rows of a per-eval JSONL file (probes.jsonl, heldout.jsonl) up to `step`; later rows (redone
+    after resuming) move to a new <name>.superseded-<time>.jsonl beside it. Returns the kept rows."""
     if not probes_file.exists():
         return []
     rows = [json.loads(line) for line in probes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     kept = [r for r in rows if r["step"] <= step]
     later = [r for r in rows if r["step"] > step]
     if later:
-        aside = probes_file.with_name(f"probes.superseded-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside = probes_file.with_name(f"{probes_file.stem}.superseded-{stamp}.jsonl")
         with aside.open("x", encoding="utf-8") as f:  # "x": never overwrite
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in later)
         tmp = probes_file.with_suffix(".jsonl.tmp")
@@ -72,9 +74,10 @@ def begin_resume(run_dir: Path, checkpoint: Path, run, recorder) -> None:
     """Set aside what was recorded after `checkpoint`, give the recorder the rows kept, and replay the W&B
     history up to the checkpoint into `run` (the new segment)."""
     kept = set_aside_probe_rows(Path(run_dir) / "probes.jsonl", checkpoint_step(checkpoint))
+    heldout = set_aside_probe_rows(Path(run_dir) / HELDOUT_FILE, checkpoint_step(checkpoint))
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     eval_losses = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
-    recorder.restore(kept, eval_losses)  # aggregates and alarms of the kept evals: selection goes on from them
+    recorder.restore(kept, eval_losses, heldout)  # aggregates and alarms of the kept evals: selection goes on
     if run is not None and not run.disabled:
         replay_history(run, recorder, checkpoint, kept)
 

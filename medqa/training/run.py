@@ -5,6 +5,7 @@ medqa.cli.train."""
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from medqa.analysis.run_report import plot_run
 from medqa.core.atomic import write_text
+from medqa.core.cpu_precision import precision_record
 from medqa.core.distributed import generation_is_collective, is_main_process, rank, world_size
 from medqa.core.errors import ConfigError
 from medqa.core.interrupts import Interrupted, deferred, raise_pending
@@ -30,6 +32,7 @@ from medqa.model.loading import (
     load_base,
     lora_b_movement,
 )
+from medqa.probing.heldout_eval import HELDOUT_FILE, HeldoutEval, eval_split_rows, select_questions
 from medqa.probing.recorder import EvalAtEndCallback, ProbeCallback, ProbeRecorder
 from medqa.quality.lexicon import corpus_words
 from medqa.settings.training import RunSettings
@@ -144,6 +147,23 @@ def open_tracking(state: RunState, logged_config: dict):
 def build_run_trainer(state: RunState, extra_callbacks: list | None) -> None:
     """The probe recorder (scores and logs the answers at every eval) and the SFTTrainer that calls it."""
     s = state.settings
+    known_words = frozenset(corpus_words(_texts(state.train_ds)))  # words seen in training are not invented
+    questions = select_questions(s.data, eval_split_rows(state.eval_ds), s.quality.heldout_questions)
+    heldout = None
+    if questions:
+        heldout_config = copy.deepcopy(state.gen_config)
+        heldout_config.max_new_tokens = min(s.quality.heldout_max_new_tokens, heldout_config.max_new_tokens)
+        heldout = HeldoutEval(
+            questions,
+            s.data.system_prompt,
+            heldout_config,
+            state.run_dir / HELDOUT_FILE,
+            state.run,
+            s.quality,
+            known_words=known_words,
+            seed=s.decoding.seed,
+            merge_adapter=s.decoding.merge_adapter,
+        )
     state.recorder = ProbeRecorder(
         s.probes,
         s.data.system_prompt,
@@ -152,8 +172,9 @@ def build_run_trainer(state: RunState, extra_callbacks: list | None) -> None:
         state.run,
         seed=s.decoding.seed,
         quality=s.quality,
-        known_words=frozenset(corpus_words(_texts(state.train_ds))),  # words seen in training are not invented
+        known_words=known_words,
         merge_adapter=s.decoding.merge_adapter,
+        heldout=heldout,
     )
     if state.resume_from:
         begin_resume(state.run_dir, state.resume_from, state.run, state.recorder)
@@ -193,7 +214,7 @@ def finish_run(state: RunState) -> dict:
     # On the weights that are kept; generating is rank 0's job unless the weights are sharded (FSDP).
     determinism = None
     if is_main_process() or generation_is_collective(trainer.model):
-        determinism = recorder.check_determinism(trainer.model, state.tokenizer)
+        determinism = recorder.check_determinism(trainer.model, state.tokenizer, selected["step"])
     adapter_dir = state.run_dir / "adapter"
     trainer.save_model(str(adapter_dir))  # on every rank: FSDP gathers the shards; only rank 0 writes
     evals = eval_table(trainer.state.log_history, recorder)  # eval metrics are gathered: same on all ranks
@@ -225,11 +246,17 @@ def finish_run(state: RunState) -> dict:
         "labels": state.labels,
         "settings": redact(asdict(s)),
         "versions": _versions(),
+        # How the numbers were computed: the precision actually used and the CPU's kernel level.
+        "compute": precision_record(
+            s.train.precision, "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
+        ),
     }
     summary["plot"] = str(plot_run(trainer.state.log_history, evals, state.run_dir / "curves.png"))
     summary["final_eval_loss"] = evals[-1]["eval_loss"]
     summary["final_mean_token_accuracy"] = evals[-1]["mean_token_accuracy"]
     run.summary.update({"selected/step": selected["step"], "probes/divergence_count": len(recorder.alarms)})
+    if selected["heldout_quality"] is not None:
+        run.summary.update({"selected/heldout_quality": selected["heldout_quality"]})
     # The kept adapter's eval, under one key: what sweeps optimise (sweeps/*.yaml metric), online and offline.
     kept = {"selected/probe_quality": selected["probe_quality"], "selected/eval_loss": selected["eval_loss"]}
     run.summary.update(kept)
@@ -267,6 +294,7 @@ def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:
                     "mean_token_accuracy": entry.get("eval_mean_token_accuracy"),
                     "probe_eos_rate": recorder.eos_rate(step),
                     "probe_quality": recorder.quality_at(step),
+                    **_heldout_columns(recorder, step),
                     "divergence": any(a["step"] == step for a in recorder.alarms),
                 }
             )
@@ -274,10 +302,15 @@ def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:
 
 
 def _selected(state, select_by: str, recorder: ProbeRecorder) -> dict:
-    """Which eval's weights became the run's adapter, and why (written to run.json)."""
+    """Which eval's weights became the run's adapter, and why (written to run.json), with the held-out quality
+    at that step and whether the best eval is distinguishable from the runner-up (paired 95% CI)."""
     best = select_by != "last" and state.best_model_checkpoint is not None  # else: the last weights were kept
     step = state.best_global_step if best else state.global_step
+    heldout = recorder.heldout.at(step) if recorder.heldout else None
     return {
+        "heldout_quality": heldout and heldout.get("quality"),
+        "heldout_quality_ci": heldout and [heldout.get("quality_lo"), heldout.get("quality_hi")],
+        "report": recorder.selection_report(),
         "rule": select_by,
         "step": step,
         "checkpoint": state.best_model_checkpoint if best else None,
@@ -285,6 +318,18 @@ def _selected(state, select_by: str, recorder: ProbeRecorder) -> dict:
         "probe_quality": recorder.quality_at(step),
         "eval_loss": next((e["eval_loss"] for e in recorder.evals if e["step"] == step), None),
     }
+
+
+def _heldout_columns(recorder: ProbeRecorder, step: int) -> dict:
+    """The held-out eval's quality, precision and recall at `step`, each with its 95% CI (empty when off)."""
+    now = recorder.heldout.at(step) if recorder.heldout else None
+    if now is None:
+        return {}
+    out = {}
+    for metric in ("quality", "precision", "recall"):
+        out[f"heldout_{metric}"] = now.get(metric)
+        out[f"heldout_{metric}_ci"] = [now.get(f"{metric}_lo"), now.get(f"{metric}_hi")]
+    return out
 
 
 def _texts(ds) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medqa.core.cpu_precision import training_precision
 from medqa.core.distributed import processes_without_gpu
 from medqa.model.fused_lora import fuse_lora_layers
 from medqa.model.loading import compile_decoder_layers, lora_config
@@ -21,6 +22,7 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
 
     if train.precision not in {"fp32", "bf16", "fp16"}:
         raise ValueError(f"train.precision={train.precision!r}: expected fp32, bf16 or fp16")
+    precision = training_precision(train.precision, on_gpu=torch.cuda.is_available())  # no emulated CPU bf16
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=train.epochs,
@@ -47,7 +49,7 @@ def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate:
         save_total_limit=train.save_total_limit,
         optim=train.optim,
         gradient_checkpointing=train.gradient_checkpointing,
-        bf16=train.precision == "bf16",  # TRL defaults to bf16=True, which fails on CPU
+        bf16=precision == "bf16",  # TRL defaults to bf16=True, which fails on CPU
         fp16=train.precision == "fp16",
         seed=train.seed,
         data_seed=train.seed,

@@ -4,10 +4,12 @@ briefly pretrained (full weights) on plain text rendered from the shipped knowle
 The pretraining text is textbook prose plus forum- and encyclopedia-style QA rendered afresh (another seed,
 every shipped row removed) as chats: like Llama-3.2-3B-Instruct for the seed, the base already answers in
 turns, having read text of the kind it will be tuned on but never the fine-tuning rows themselves.
-The result is cached on disk under a key made of the recipe and the shipped text, and built on first use.
+The default recipe's model ships inside the package (medqa/assets/base/tiny: the same weights on every
+machine); any other recipe is built on first use and cached on disk under its key (recipe_key).
 
-    python -m medqa.build_base            # build (or find) the default recipe, print where it lives
-    python -m medqa.build_base --force    # rebuild into a fresh folder
+    python -m medqa.build_base            # find (shipped or cached) or build the recipe, print where it lives
+    python -m medqa.build_base --force    # rebuild into a fresh cache folder
+    python -m medqa.build_base --ship     # rebuild the shipped copy (after changing conf/model/tiny.yaml)
 """
 
 from __future__ import annotations
@@ -22,26 +24,66 @@ import tempfile
 import time
 from pathlib import Path
 
+from medqa.core.cpu_precision import cpu_precision, precision_record
 from medqa.core.errors import ConfigError
-from medqa.core.paths import KNOWLEDGE_FILE, PACKAGE, QA_FILES, cache_root
+from medqa.core.paths import ASSETS, KNOWLEDGE_FILE, QA_FILES, cache_root
 from medqa.data.embedded.corpus import chatdoctor_rows, wikidoc_rows
 from medqa.data.embedded.phrasing import load_knowledge
 from medqa.model.tokenizer import END_OF_TEXT, EOT, train_tokenizer
 from medqa.settings.model import TinyRecipe
 
+SHIPPED_DIR = ASSETS / "base" / "tiny"  # the default recipe, built once (python -m medqa.build_base --ship)
 
-def recipe_key(recipe: TinyRecipe) -> str:
-    """Hash of the recipe and of every shipped file the build reads."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(recipe), sort_keys=True).encode())
-    for path in (KNOWLEDGE_FILE, *QA_FILES, Path(__file__), PACKAGE / "model" / "tokenizer.py"):
+# Bump when a code change alters the weights a recipe builds (this file, medqa/model/tokenizer.py, the
+# corpus renderers in medqa/data/embedded/): it is part of every recipe_key, so
+# cached builds are redone, and tests/test_shipped_base.py then asks for the shipped copy to be rebuilt.
+# Edits that leave the weights alone (comments, messages, refactors) need no bump and trigger no rebuild.
+BUILDER_VERSION = 2
+# Weights are stored in bf16 and loaded as fp32 (model.dtype): half the bytes of fp32 in git and on disk, and the
+# stored values are the model, so every machine computes from the very same fp32 numbers.
+STORED_DTYPE = "bfloat16"
+
+
+def build_precision(recipe: TinyRecipe) -> str:
+    """The precision this machine builds `recipe` in: a bf16 recipe builds in fp32 without native bf16."""
+    return cpu_precision(recipe.precision)
+
+
+def inputs_hash() -> str:
+    """Hash of what determines the weights besides the recipe: the shipped text the build reads and the
+    builder's version (not the builder's source: see BUILDER_VERSION)."""
+    h = hashlib.sha256(f"builder {BUILDER_VERSION} {STORED_DTYPE}".encode())
+    for path in (KNOWLEDGE_FILE, *QA_FILES):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def ensure_base(recipe: TinyRecipe, cache_dir: Path | None = None) -> Path:
-    """Return the folder of the built base model for `recipe`, building it first if it is not cached."""
+def recipe_key(recipe: TinyRecipe) -> str:
+    """Names a build by what determines its weights: the recipe (its precision as this machine would build it,
+    so a bf16 recipe falling back to fp32 shares the fp32 build) and `inputs_hash()`."""
+    fields = {**dataclasses.asdict(recipe), "precision": build_precision(recipe)}
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    h.update(inputs_hash().encode())
+    return h.hexdigest()[:16]
+
+
+def shipped_base(recipe: TinyRecipe) -> Path | None:
+    """The shipped model's folder when it is `recipe`'s build (same key), else None. Read-only use."""
+    info = SHIPPED_DIR / "build_info.json"
+    if not info.exists():
+        return None
+    return SHIPPED_DIR if json.loads(info.read_text()).get("key") == recipe_key(recipe) else None
+
+
+def ensure_base(recipe: TinyRecipe, cache_dir: Path | None = None, skip_shipped: bool = False) -> Path:
+    """Return the folder of the base model for `recipe`: the shipped one for the default recipe (no lock, no
+    write: works from a read-only install), else the cached build, building it first if it is not cached.
+    `skip_shipped`: the cache even for the default recipe (a rebuild to compare with the shipped copy)."""
     from filelock import FileLock
 
+    shipped = None if skip_shipped else shipped_base(recipe)
+    if shipped is not None:
+        return shipped
     root = (cache_dir or cache_root()) / "base"
     key = recipe_key(recipe)
     target = root / f"tiny-{key}"
@@ -135,7 +177,9 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
 
     started = time.time()
+    precision = build_precision(recipe)
     prose, chats = pretraining_documents(load_knowledge(KNOWLEDGE_FILE), recipe.seed, recipe.textbook_variants)
+    corpus_sha256 = hashlib.sha256(json.dumps([prose, chats]).encode()).hexdigest()[:16]
     # The vocabulary covers all shipped text, so fine-tuning data tokenizes as compactly as pretraining text.
     texts = prose + [m["content"] for chat in chats for m in chat] + shipped_qa_texts()
     tokenizer = train_tokenizer(texts, recipe.vocab_size)
@@ -173,7 +217,7 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     bar = tqdm(range(recipe.pretrain_steps), desc="pretraining embedded base model", unit="step")
     for _ in bar:
         batch = chunks[torch.randint(0, n_chunks, (recipe.batch_size,), generator=order)]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -187,6 +231,10 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     info = {
         "recipe": dataclasses.asdict(recipe),
         "key": key,
+        "builder_version": BUILDER_VERSION,
+        "inputs_hash": inputs_hash(),
+        "corpus_sha256": corpus_sha256,  # the rendered pretraining text: tests catch a renderer change
+        **precision_record(recipe.precision, precision),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
         "pretrain_tokens": n_chunks * recipe.seq_len,
@@ -197,6 +245,7 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
         "loss_curve": losses[:: max(1, len(losses) // 50)],
         "seconds": round(time.time() - started, 1),
         "torch_threads": torch.get_num_threads(),
+        "stored_dtype": STORED_DTYPE,
     }
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -206,7 +255,7 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     )
     # Written to a temporary sibling and renamed, so an interrupted build never leaves a half model in the cache.
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
-    model.save_pretrained(tmp)
+    model.to(getattr(torch, STORED_DTYPE)).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
     if target.exists():
