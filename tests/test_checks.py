@@ -108,6 +108,7 @@ def _fake_checkpoint(run_dir: Path, adapter_bytes: bytes) -> Path:
     ckpt.mkdir(parents=True)
     for name in CHECKPOINT_FILES:
         (ckpt / name).write_bytes(b"{}")
+    (ckpt / "trainer_state.json").write_text('{"global_step": 3, "log_history": []}')
     (ckpt / "adapter_model.safetensors").write_bytes(adapter_bytes)
     return ckpt
 

@@ -239,6 +239,7 @@ def _saved_run(root: Path, name: str, cfg, finished: bool = False) -> Path:
     ckpt.mkdir(parents=True)
     for f in CHECKPOINT_FILES:
         (ckpt / f).write_text("{}")
+    (ckpt / "trainer_state.json").write_text('{"global_step": 4, "log_history": []}')
     save_file({"lora_A": torch.zeros(2, 2)}, str(ckpt / "adapter_model.safetensors"))
     if finished:
         (run_dir / "run.json").write_text("{}")

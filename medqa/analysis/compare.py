@@ -24,7 +24,7 @@ from pathlib import Path
 from medqa.analysis.columns import COLUMNS
 from medqa.analysis.compare_html import render_html
 from medqa.analysis.replicates import differences, format_groups, group_rows, group_runs, plot_groups
-from medqa.core.errors import ConfigError, json_lines
+from medqa.core.errors import ConfigError, json_lines, read_utf8
 from medqa.core.labels import science_labels
 
 # What a run dir's run.json must hold for a row of the report (dotted paths).
@@ -79,7 +79,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         here = []
         for folder, dirs, files in os.walk(path):
             if "run.json" in files:
-                here.append(Path(folder))
+                if not _interrupted(Path(folder)):  # an interrupted run is continued, not compared
+                    here.append(Path(folder))
                 dirs[:] = []  # a run dir holds no further runs
             else:
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
@@ -89,6 +90,13 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
             )
         found += [p for p in here if p.resolve() not in {f.resolve() for f in found}]
     return found
+
+
+def _interrupted(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "run.json").read_bytes()).get("state") == "interrupted"
+    except (OSError, ValueError, AttributeError):
+        return False  # read_run reports what is wrong with it
 
 
 def _get(data: dict, dotted: str):
@@ -104,7 +112,7 @@ def read_run(path: Path, label: str, read_wandb: bool = True) -> Run:
     naming the file (and line)."""
     run_json = path / "run.json"
     try:
-        summary = json.loads(run_json.read_text(encoding="utf-8"))
+        summary = json.loads(read_utf8(run_json))
     except json.JSONDecodeError as err:
         raise ConfigError(f"{run_json}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(summary, dict):
@@ -295,24 +303,26 @@ def new_report_dir(out: Path | None) -> Path:
         out = Path("reports") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: already exists and is not an empty folder; a report never overwrites one")
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def write_report(runs: list[Run], out: Path | None = None) -> tuple[Path, list[dict]]:
     """Write the report of `runs` into a fresh folder; return it and the table's rows."""
+    from medqa.core.atomic import atomic_dir
+
     out = new_report_dir(out)
     rows = [run_row(r) for r in runs]
-    (out / "runs.md").write_text(format_markdown(rows), encoding="utf-8")
-    (out / "runs.csv").write_text(format_csv(rows), encoding="utf-8")
-    detail = [
-        {**row, "evals": r.summary["evals"], "selected": r.summary["selected"]}
-        for row, r in zip(rows, runs, strict=True)
-    ]
-    (out / "runs.json").write_text(json.dumps(detail, indent=2, default=str), encoding="utf-8")
-    png = plot_loss_vs_quality(runs, out / "loss_vs_quality.png")
-    write_replicates(runs, out)
-    (out / "index.html").write_text(render_html(runs, rows, png), encoding="utf-8")
+    with atomic_dir(out) as tmp:  # the report appears whole, or not at all (full disk, a kill, a bad value)
+        (tmp / "runs.md").write_text(format_markdown(rows), encoding="utf-8")
+        (tmp / "runs.csv").write_text(format_csv(rows), encoding="utf-8")
+        detail = [
+            {**row, "evals": r.summary["evals"], "selected": r.summary["selected"]}
+            for row, r in zip(rows, runs, strict=True)
+        ]
+        (tmp / "runs.json").write_text(json.dumps(detail, indent=2, default=str), encoding="utf-8")
+        png = plot_loss_vs_quality(runs, tmp / "loss_vs_quality.png")
+        write_replicates(runs, tmp)
+        (tmp / "index.html").write_text(render_html(runs, rows, png), encoding="utf-8")
     return out, rows
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from medqa.config.validate import checked_recipe
 from medqa.core.errors import exit_on_error
@@ -21,17 +22,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     recipe = exit_on_error("medqa.build_base", lambda: checked_recipe(args.overrides))
-    if args.ship:
-        build.SHIPPED_DIR.parent.mkdir(parents=True, exist_ok=True)
-        build.build_base(recipe, build.SHIPPED_DIR, build.recipe_key(recipe))  # replaces the copy git holds
-        path = build.SHIPPED_DIR
-    elif args.force:
-        cached = cache_root() / "base" / f"tiny-{build.recipe_key(recipe)}"
-        if cached.exists():
-            cached.rename(cached.with_name(f"{cached.name}.old-{int(time.time())}"))
-        path = build.ensure_base(recipe, skip_shipped=True)
-    else:
-        path = build.ensure_base(recipe)
+
+    def build_or_find() -> Path:
+        if args.ship:
+            build.SHIPPED_DIR.parent.mkdir(parents=True, exist_ok=True)
+            build.build_base(recipe, build.SHIPPED_DIR, build.recipe_key(recipe))  # replaces the copy git holds
+            return build.SHIPPED_DIR
+        if args.force:
+            cached = cache_root() / "base" / f"tiny-{build.recipe_key(recipe)}"
+            if cached.exists():
+                cached.rename(cached.with_name(f"{cached.name}.old-{int(time.time())}"))
+            return build.ensure_base(recipe, skip_shipped=True)
+        return build.ensure_base(recipe)
+
+    # A read-only or full cache: one line naming the folder (a model already there is kept).
+    path = exit_on_error("medqa.build_base", build_or_find, bad_input=(OSError,))
     info = json.loads((path / "build_info.json").read_text())
     print(f"embedded base model: {path}{' (shipped)' if path == build.SHIPPED_DIR else ''}")
     print(

@@ -17,7 +17,7 @@ from medqa.config.compose import register_resolvers
 from medqa.config.validate import checked_settings
 from medqa.core.errors import ConfigError
 from medqa.core.paths import CONF_DIR
-from medqa.core.run_folder import check_adapter_dir
+from medqa.core.run_folder import check_adapter_dir, check_run_dir_writable
 from medqa.probing.redecode import find_weights, redecode, redecode_tracking
 
 
@@ -79,6 +79,9 @@ def preflight(argv: list[str]) -> list[str]:
             check_adapter_dir(source.adapter_dir, key="run")
     if not any(a.startswith("-") for a in argv):  # flags (-m, --cfg): each job checks its own settings
         checked_settings([a for a in argv if not a.startswith("run=")])
+        out = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.run.dir=")), None)
+        if out:
+            check_run_dir_writable(Path(out))
     return argv
 
 

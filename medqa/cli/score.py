@@ -19,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from medqa.core.errors import exit_on_error, json_lines
+from medqa.core.atomic import write_text
+from medqa.core.errors import exit_on_error, json_lines, read_utf8
 from medqa.core.paths import PROBES_DIR, QUALITY_DIR
 from medqa.quality.lexicon import corpus_words, words
 from medqa.quality.metrics import score_answer
@@ -37,7 +38,12 @@ def load_quality(name: str) -> QualitySettings:
     path = Path(name) if name.endswith((".yaml", ".yml")) else QUALITY_DIR / f"{name}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"quality settings {name!r}: no file {path}")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(read_utf8(path)) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of quality settings")
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(QualitySettings)})
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}")
@@ -118,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_quality(args.quality)
     if args.out and args.out.exists():
         raise FileExistsError(f"--out {args.out} exists; choose a new file")
+    if args.out and not args.out.absolute().parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: no folder {args.out.absolute().parent}")
     rows = read_answers(args.answers, probes, allow_unmatched=args.allow_unmatched)
-    known = frozenset(corpus_words([args.known_words.read_text(encoding="utf-8")])) if args.known_words else frozenset()
+    known = frozenset(corpus_words([read_utf8(args.known_words)])) if args.known_words else frozenset()
 
     scored = []
     for row, probe in rows:
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         scored.append(row | {"probe_id": probe.id if probe else None, **metrics})
     text = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in scored)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        write_text(args.out, text, exclusive=True)  # whole or not at all: a failed write leaves no file
     else:
         sys.stdout.write(text)
     print(summary_table(scored), file=sys.stderr)

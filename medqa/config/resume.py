@@ -9,9 +9,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medqa.core.errors import ConfigError
-from medqa.core.run_folder import check_resumable, checkpoints
+from medqa.core.run_folder import check_not_live, check_resumable, checkpoints, live_holder, run_finished
 
 RUNS_ROOT = Path("runs")  # where hydra.run.dir puts runs by default (conf/config.yaml)
+RESUME_KEYS = ("resume", "resume_accept_data_change")  # how to continue, not what the run is: not compared
 
 
 def config_differences(run_dir: Path, cfg) -> list[str]:
@@ -24,7 +25,8 @@ def config_differences(run_dir: Path, cfg) -> list[str]:
     now = OmegaConf.to_container(cfg, resolve=False)
     now.pop("hydra", None)
     for c in (saved, now):
-        c.get("train", {}).pop("resume", None)
+        for k in RESUME_KEYS:
+            c.get("train", {}).pop(k, None)
     return _diff(saved, now)
 
 
@@ -38,8 +40,8 @@ def find_resumable(cfg, root: Path = RUNS_ROOT) -> Path | None:
     """The latest unfinished run under `root` (runs/<date>/<time>) with a checkpoint and the same config."""
     candidates = sorted((p for p in Path(root).glob("*/*") if p.is_dir()), reverse=True)
     for run_dir in candidates:
-        if (run_dir / "run.json").exists() or not (run_dir / ".hydra" / "config.yaml").exists():
-            continue
+        if run_finished(run_dir) or not (run_dir / ".hydra" / "config.yaml").exists() or live_holder(run_dir):
+            continue  # finished, not a run, or being trained by a live process
         if checkpoints(run_dir) and not config_differences(run_dir, cfg):
             return run_dir
     return None
@@ -61,6 +63,7 @@ def resolve_resume(argv: list[str], cfg, resume: str | None) -> list[str]:
             return [a for a in argv if not a.startswith("train.resume=")] + ["train.resume=null"]
     else:
         run_dir = Path(resume)
+    check_not_live(run_dir, "train.resume")  # never join a run another process is training
     check = check_resumable(run_dir)
     if resume != "auto" and explicit and Path(explicit).resolve() != run_dir.resolve():
         raise ConfigError(

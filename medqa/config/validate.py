@@ -46,7 +46,12 @@ def _composition_message(err: Exception, overrides: list[str]) -> str:
         full = re.search(r"full_key: (\S+)", str(err.__cause__))
         dotted = full.group(1) if full else key.group(1)
         parent, _, leaf = dotted.rpartition(".")
-        allowed = _keys_at(parent, [o for o in overrides if not o.lstrip("+~").startswith(key.group(1))])
+        # Which keys exist depends only on the group choices (lora=attn, train=smoke): list them from those alone,
+        # so another bad override does not empty the list.
+        choices = [
+            o for o in overrides if "." not in o.split("=", 1)[0] and not o.lstrip("+~").startswith(key.group(1))
+        ]
+        allowed = _keys_at(parent, choices)
         value = _override_value(overrides, dotted)
         shown = "" if value is None else "=<hidden>" if is_secret_key(leaf) else f"={value}"
         return f"{dotted}{shown}: no such key; {parent or 'the config'} has: {', '.join(allowed)}"

@@ -66,6 +66,9 @@ def load_source(name: str, source: SourceSettings) -> Dataset:
     key = f"data.sources.{name}"
     _check_source(name, source)
     if source.path:
+        from medqa.data.source_files import check_local_file
+
+        check_local_file(source.path, key)  # a bad byte, line or empty file: named here, not by datasets
         try:
             ds = load_dataset(LOCAL_FORMATS[Path(source.path).suffix], data_files=source.path, split="train")
         except Exception as err:  # malformed json/csv/parquet: datasets raises many types
@@ -76,7 +79,8 @@ def load_source(name: str, source: SourceSettings) -> Dataset:
         ds = _load_hub(key, source)
     missing = [c for c in source.columns.values() if c not in ds.column_names]
     if missing:
-        raise ValueError(f"{key}: columns {missing} not in {ds.column_names} (set {key}.columns)")
+        where = f"{key}.path={source.path}" if source.path else f"{key} ({source.hub_id})"
+        raise ValueError(f"{where}: columns {missing} not in {ds.column_names} (set {key}.columns)")
     return ds
 
 
@@ -178,7 +182,7 @@ def build_datasets(settings: DataSettings, tokenizer=None) -> tuple[Dataset, Dat
         ds = load_source(name, source)
         prov["loaded"] = len(ds)
         if want > len(ds) and not settings.allow_fewer:
-            raise ValueError(_shortfall(name, share, want, len(ds), "loaded"))
+            raise ValueError(_shortfall(name, share, want, len(ds), "loaded", where))
         q, a = source.columns["question"], source.columns["answer"]
         questions, answers = ds[q], ds[a]
         rows, steps = clean_rows(questions, answers, source.cleaning, f"data.sources.{name} ({where})")
@@ -186,7 +190,7 @@ def build_datasets(settings: DataSettings, tokenizer=None) -> tuple[Dataset, Dat
         prov["cleaned"] = len(rows)
         picked, prov["max_tokens"] = _draw(name, rows, want, settings, tokenizer)
         if len(picked) < want:
-            msg = _shortfall(name, share, want, len(picked), "left after cleaning and the token filter")
+            msg = _shortfall(name, share, want, len(picked), "left after cleaning and the token filter", where)
             if not settings.allow_fewer:
                 raise ValueError(msg)
             log.warning("%s; data.allow_fewer=true: taking all %d", msg, len(picked))
@@ -251,9 +255,9 @@ def _draw(name: str, rows: list, want: int, settings: DataSettings, tokenizer) -
     return picked, stats
 
 
-def _shortfall(name: str, share: float, want: int, have: int, stage: str) -> str:
+def _shortfall(name: str, share: float, want: int, have: int, stage: str, where: str = "") -> str:
     return (
-        f"data.mix.{name}={share} asks for {want} rows, source has {have} {stage}: short by {want - have}. "
+        f"data.mix.{name}={share} asks for {want} rows, source {where} has {have} {stage}: short by {want - have}. "
         "Lower data.total or the share, or set data.allow_fewer=true to take what exists"
     )
 
@@ -277,10 +281,13 @@ def fingerprint(rows: list[dict]) -> str:
 
 
 def export_jsonl(train: Dataset, evaluation: Dataset, path: Path) -> int:
-    """Write the mix, one example a line with its split; returns the number of lines."""
+    """Write the mix, one example a line with its split, as a new file written whole or not at all; returns
+    the number of lines."""
+    from medqa.core.atomic import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with path.open("w", encoding="utf-8") as f:
+    with atomic_path(path, exclusive=True) as tmp, tmp.open("w", encoding="utf-8") as f:
         for split, ds in (("train", train), ("eval", evaluation)):
             for row in ds:
                 f.write(json.dumps({"split": split, **row}, ensure_ascii=False) + "\n")

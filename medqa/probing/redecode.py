@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from medqa.core.atomic import write_text
 from medqa.core.run_folder import (
     ADAPTER_FILES,
     check_fresh_run_dir,
@@ -173,7 +174,7 @@ def redecode(
             "answers": rows,
             "seconds": round(time.time() - started, 1),
         }
-        (out_dir / "redecode.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+        write_text(out_dir / "redecode.json", json.dumps(summary, indent=2, ensure_ascii=False))
         finished = True
         return summary
     finally:

@@ -34,8 +34,13 @@ def load_probe_set(name: str) -> list[Probe]:
     if not path.is_file():
         known = sorted(p.stem for p in PROBES_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"probe set {name!r}: no file {path} (known sets: {known})")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data.get("questions"), list):
+    from medqa.core.errors import read_utf8
+
+    try:
+        data = yaml.safe_load(read_utf8(path)) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise ValueError(f"{path}: expected a `questions:` list")
     return load_probes(data["questions"])
 

@@ -44,6 +44,7 @@ class TrainSettings:
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
     resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.training.resume)
+    resume_accept_data_change: bool = False  # resume onto data whose fingerprint differs from the run's
 
     def problems(self) -> list[str]:
         """What is wrong with these fields, one entry per key."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from medqa.sweep.spec import (
     SweepSpec,
     grid_size,
+    installation_env,
     offline_command,
     propose,
     run_overrides,
@@ -59,7 +60,7 @@ def run_one(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], grou
     summary). On Ctrl-C the run gets the same signal, is given time to close its W&B files, and is `killed`."""
     command = offline_command(spec, params, run_dir, extra, group)
     run_dir.mkdir(parents=True)  # fresh: the stamp folder is new, and so is each index in it
-    env = {**os.environ, "WANDB_MODE": "offline"}
+    env = installation_env({**os.environ, "WANDB_MODE": "offline"})  # this installation's medqa.train runs
     started, interrupted = time.time(), False
     with (run_dir / "sweep_stdout.log").open("w") as out, (run_dir / "sweep_stderr.log").open("w") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, stdin=subprocess.DEVNULL)

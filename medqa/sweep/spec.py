@@ -11,8 +11,11 @@ arguments offline as under `wandb agent`.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ import numpy as np
 import yaml
 
 from medqa.config.validate import checked_settings
-from medqa.core.errors import ConfigError, one_line
+from medqa.core.errors import ConfigError, one_line, read_utf8
 from medqa.tracking.sweep_agent import agent_command
 
 TRAIN_MODULE = "medqa.train"
@@ -33,6 +36,8 @@ HYDRA_ARG_MACROS = ("args_no_hyphens", "args_override_hydra", "args_append_hydra
 # --key=value, JSON and files are not Hydra's syntax: a run would fail, online as offline.
 NON_HYDRA_ARG_MACROS = ("args", "args_no_equals", "args_no_boolean_flags", "args_json", "args_json_file")
 OTHER_MACROS = ("env", "interpreter", "program")
+ENV_TOKENS = ("${env}", "/usr/bin/env", "env")  # may start the command (no assignments after it)
+INTERPRETER_TOKENS = ("${interpreter}", "python", "python3")  # offline, always this Python (sys.executable)
 RUNNER_KEYS = ("hydra.run.dir", "tracking.mode")  # the offline runner sets these for every run
 MAX_COMBINATIONS = 16  # up to this many, every combination of parameter values is also composed and checked
 
@@ -116,7 +121,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     ConfigError naming the file and the key. `check_composes` checks the values against conf/."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_utf8(p))
     except OSError as err:
         raise ConfigError(f"{p}: cannot read the sweep file ({err.strerror})") from None
     except yaml.YAMLError as err:
@@ -165,12 +170,16 @@ def _schema_problems(raw: dict) -> list[str]:
 
 
 def _check_command(spec: SweepSpec) -> None:
-    """The command runs medqa.train and hands the parameters over as Hydra overrides."""
+    """The command is exactly `[${env}] ${interpreter}|python -m medqa.train|${program}` (program: this
+    installation's medqa/train.py), then the parameters as Hydra overrides (one ${args_no_hyphens}) and fixed
+    `key=value` overrides. Anything else (another program, code before the app, environment assignments,
+    flags) is refused: sweep files are shared, and the runner executes this installation's medqa.train only."""
     p, command = spec.path, spec.config.get("command")
     if not command:
         example = f"[${{env}}, ${{interpreter}}, -m, {TRAIN_MODULE}, ${{args_no_hyphens}}]"
         raise ConfigError(f"{p}: command: missing; e.g. {example}")
-    macros = [str(c)[2:-1] for c in command if str(c).startswith("${") and str(c).endswith("}")]
+    tokens = [str(c) for c in command]
+    macros = [t[2:-1] for t in tokens if t.startswith("${") and t.endswith("}")]
     for m in macros:
         if m in NON_HYDRA_ARG_MACROS:
             raise ConfigError(f"{p}: command: ${{{m}}} is not Hydra's key=value syntax; use ${{args_no_hyphens}}")
@@ -178,14 +187,57 @@ def _check_command(spec: SweepSpec) -> None:
             raise ConfigError(f"{p}: command: unknown macro ${{{m}}}")
     if sum(m in HYDRA_ARG_MACROS for m in macros) != 1:
         raise ConfigError(f"{p}: command: needs ${{args_no_hyphens}} once, so the parameters reach Hydra")
-    if "program" in macros and not str(spec.config.get("program", "")).endswith(TRAIN_SCRIPT):
-        raise ConfigError(f"{p}: program={spec.config.get('program')!r}: ${{program}} must be {TRAIN_SCRIPT}")
-    app = build_command(spec, {})
-    if _app_index(app) is None:
-        raise ConfigError(f"{p}: command: must run the training app (-m {TRAIN_MODULE} or {TRAIN_SCRIPT})")
-    flags = [a for a in app[_app_index(app) + 1 :] if a.startswith("-")]
-    if flags:
-        raise ConfigError(f"{p}: command: {flags[0]}: Hydra flags are not allowed; each run is one job")
+    i = 1 if tokens[0] in ENV_TOKENS else 0
+    if i >= len(tokens) or tokens[i] not in INTERPRETER_TOKENS:
+        shown = tokens[i] if i < len(tokens) else "(nothing)"
+        raise ConfigError(
+            f"{p}: command[{i}]={shown}: must run the training app with this Python (${{interpreter}}); "
+            f"e.g. [${{env}}, ${{interpreter}}, -m, {TRAIN_MODULE}, ${{args_no_hyphens}}]"
+        )
+    i += 1
+    if tokens[i : i + 2] == ["-m", TRAIN_MODULE]:
+        i += 2
+    elif i < len(tokens) and tokens[i] == "${program}":
+        _check_program(spec)
+        i += 1
+    else:
+        shown = tokens[i] if i < len(tokens) else "(nothing)"
+        raise ConfigError(f"{p}: command[{i}]={shown}: must run the training app (-m {TRAIN_MODULE} or ${{program}})")
+    for j, t in enumerate(tokens[i:], i):
+        if t.startswith("-"):
+            raise ConfigError(f"{p}: command: {t}: Hydra flags are not allowed; each run is one job")
+        if t[2:-1] in HYDRA_ARG_MACROS:
+            continue
+        if not re.fullmatch(r"[+~]{0,2}[A-Za-z_][\w.]*=.*", t, flags=re.S):
+            raise ConfigError(f"{p}: command[{j}]={t}: after the app only ${{args_no_hyphens}} and key=value overrides")
+        if override_key(t).split(".")[0] == "hydra":
+            raise ConfigError(f"{p}: command[{j}]={t}: not allowed (the runner sets hydra.*)")
+
+
+def _check_program(spec: SweepSpec) -> None:
+    """`program` is this installation's medqa/train.py (relative as in the shipped files, or its full path)."""
+    program = str(spec.config.get("program", ""))
+    if program == TRAIN_SCRIPT:
+        return
+    if program and Path(program).is_absolute() and Path(program).resolve() == train_script():
+        return
+    raise ConfigError(
+        f"{spec.path}: program={program!r}: ${{program}} must be this installation's {TRAIN_SCRIPT} "
+        f"({train_script()}); the runner never executes another script"
+    )
+
+
+def train_script() -> Path:
+    """This installation's medqa/train.py, found without importing it."""
+    return Path(importlib.util.find_spec(TRAIN_MODULE).origin).resolve()
+
+
+def installation_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a run's subprocess, whose `python -P -m medqa.train` (no current folder on sys.path) imports
+    this installation's package first, wherever the sweep is started from."""
+    root = str(train_script().parent.parent)
+    rest = [x for x in env.get("PYTHONPATH", "").split(os.pathsep) if x and x != root]
+    return {**env, "PYTHONPATH": os.pathsep.join([root, *rest])}
 
 
 def _app_index(command: list[str]) -> int | None:
@@ -207,14 +259,16 @@ def override_key(override: str) -> str:
 
 
 def offline_command(spec: SweepSpec, params: dict, run_dir: Path, extra: list[str], group: bool) -> list[str]:
-    """The agent's command line made an offline run in `run_dir`: tracking.mode=offline (in place of the
-    file's tracking.mode, if any), hydra.run.dir, tracking.group=<sweep name> when `group`, then `extra`."""
+    """What the offline runner executes for `params`: this Python, `-P -m medqa.train` (the current folder is
+    not searched for a `medqa` package) and the agent's overrides from the file's command, with
+    tracking.mode=offline (in place of the file's), hydra.run.dir, tracking.group=<sweep name> when `group`,
+    then `extra`. Nothing else of the file's command runs (_check_command refused anything else)."""
     command = build_command(spec, params)
     start = _app_index(command) + 1
     app_args = [a for a in command[start:] if override_key(a) != "tracking.mode"]
     tail = ["tracking.mode=offline", f"hydra.run.dir={run_dir}"]
     tail += [f"tracking.group={spec.name}"] if group else []
-    return command[:start] + app_args + tail + list(extra)
+    return [sys.executable, "-P", "-m", TRAIN_MODULE, *app_args, *tail, *extra]
 
 
 def run_overrides(command: list[str]) -> list[str]:
@@ -249,6 +303,14 @@ def candidate_values(spec: SweepSpec) -> dict[str, list]:
     return out
 
 
+def _parameter_named(message: str, params: dict) -> str | None:
+    """`parameters.KEY=VALUE` for the parameter whose key a check's message starts with, else None."""
+    for key in sorted(params, key=len, reverse=True):
+        if message.startswith((f"{key}=", f"{key}:", f"+{key}=")):
+            return f"parameters.{key}={params[key]}"
+    return None
+
+
 def check_composes(spec: SweepSpec, extra: list[str]) -> int:
     """Every parameter value composes with conf/ and validates (medqa.checks), with the file's fixed
     overrides and `extra`: each value beside the others' first (so an error names its parameter), then every
@@ -272,8 +334,8 @@ def check_composes(spec: SweepSpec, extra: list[str]) -> int:
         overrides = [o for o in run_overrides(command) if not override_key(o).startswith("hydra.")]
         try:
             checked_settings(overrides)
-        except ConfigError as err:
-            raise ConfigError(f"{p}: {where}: {err}") from None
+        except ConfigError as err:  # named by the parameter the error is about, when it is one
+            raise ConfigError(f"{p}: {_parameter_named(str(err), params) or where}: {err}") from None
 
     first = {k: v[0] for k, v in values.items()}
     checked = 0

@@ -21,10 +21,34 @@ import os
 import time
 from pathlib import Path
 
-from medqa.core.errors import RunWriteError
+from medqa.core.errors import ConfigError, RunWriteError
 from medqa.core.run_folder import checkpoint_step, checkpoints
 from medqa.probing.heldout_eval import HELDOUT_FILE
 from medqa.tracking.history import replay_history
+
+
+def check_same_data(run_dir: Path, provenance: dict, accept_change: bool = False) -> None:
+    """A resumed run trains on the rows it started with: the drawn mix's fingerprint must equal the one in the
+    run's data_provenance.json (a source file edited in place changes it). ConfigError naming both, unless
+    `accept_change` (train.resume_accept_data_change=true), which keeps the new provenance beside the first."""
+    path = Path(run_dir) / "data_provenance.json"
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = None
+    now = provenance["fingerprint"]
+    if before == now:
+        return
+    shown = "none readable" if before is None else f"train {before.get('train')}, eval {before.get('eval')}"
+    if not accept_change:
+        raise ConfigError(
+            f"train.resume={run_dir}: the data drawn now (fingerprint train {now['train']}, eval {now['eval']}) is not "
+            f"the run's ({shown}, in {path}): a source file or the data settings changed. Restore them, or set "
+            "train.resume_accept_data_change=true to continue on the new data"
+        )
+    aside = path.with_name(f"data_provenance.resume-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    aside.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    print(f"train.resume_accept_data_change=true: continuing on changed data ({shown} -> {now}); see {aside.name}")
 
 
 def set_aside_probe_rows(probes_file: Path, step: int) -> list[dict]:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from medqa.analysis.run_report import plot_run
+from medqa.core.atomic import write_text
 from medqa.core.cpu_precision import precision_record
 from medqa.core.distributed import generation_is_collective, is_main_process, rank, world_size
 from medqa.core.errors import ConfigError
+from medqa.core.interrupts import Interrupted, deferred, raise_pending
 from medqa.core.labels import as_tags, science_labels
 from medqa.core.redact import redact
 from medqa.core.run_folder import check_fresh_run_dir, check_resumable, previous_wandb_id
@@ -38,7 +40,7 @@ from medqa.tracking.artifacts import use_mix, write_mix
 from medqa.tracking.metrics import define_metrics
 from medqa.tracking.runs import log_table_at_start, start_run, wandb_run_dir
 from medqa.training.release import release_adapter
-from medqa.training.resume import begin_resume, write_error
+from medqa.training.resume import begin_resume, check_same_data, write_error
 from medqa.training.trainer import build_trainer
 
 
@@ -74,9 +76,10 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
     load_data(state)
     # ---- base model, tokenizer, decoding ----
     load_model(state)
+    raise_pending()  # an interrupt whose first raise was dropped (inside a __del__): before W&B opens
     # ---- tracking: one W&B run (a resumed run continues its id) ----
     state.run = open_tracking(state, logged_config)
-    finished = False
+    finished, exit_code = False, 1
     try:
         # ---- trainer: LoRA SFT with the probes answered at every eval ----
         build_run_trainer(state, extra_callbacks)
@@ -86,8 +89,12 @@ def finetune(settings: RunSettings, run_dir: Path, logged_config: dict, extra_ca
         summary = finish_run(state)
         finished = True
         return summary
+    except Interrupted as err:  # SIGINT/SIGTERM/SIGUSR1: W&B is closed here, the CLI records it in run.json
+        exit_code = err.exit_code
+        raise
     finally:
-        state.run.finish(exit_code=0 if finished else 1)  # a crashed run is marked failed, and a multirun goes on
+        with deferred():  # a second signal does not cut W&B's closing short
+            state.run.finish(exit_code=0 if finished else exit_code)  # a crashed run is marked failed
 
 
 def prepare_run_dir(state: RunState) -> None:
@@ -106,10 +113,17 @@ def prepare_run_dir(state: RunState) -> None:
 
 def load_data(state: RunState) -> None:
     """The mix, cleaned and split, with its provenance; the token filter counts the model's own tokens
-    (tokenizer only; weights load later). A resumed run keeps the provenance it wrote first."""
+    (tokenizer only; weights load later). A bad data file is a ConfigError (one line, exit 2). A resumed run
+    keeps the provenance it wrote first, and must draw the same rows (check_same_data)."""
     data = state.settings.data
     check_hubs_reachable(data)  # seconds, before any model is built
-    state.train_ds, state.eval_ds, state.data_counts = build_datasets(data, data_tokenizer(state.settings.model))
+    tokenizer = data_tokenizer(state.settings.model)
+    try:
+        state.train_ds, state.eval_ds, state.data_counts = build_datasets(data, tokenizer)
+    except (ValueError, ConnectionError) as err:  # a bad row, file or source: one line, before anything is written
+        raise ConfigError(str(err)) from None
+    if state.resume_from is not None:  # the rows the run started with, or a clear refusal before W&B opens
+        check_same_data(state.run_dir, state.data_counts, state.settings.train.resume_accept_data_change)
     if is_main_process() and state.resume_from is None:
         write_provenance(state.data_counts, state.run_dir)
 
@@ -257,7 +271,7 @@ def finish_run(state: RunState) -> dict:
     kept = {"selected/probe_quality": selected["probe_quality"], "selected/eval_loss": selected["eval_loss"]}
     run.summary.update(kept)
     run.summary.update({"adapter/bytes": adapter["adapter_bytes"], "adapter/tensors": adapter["adapter_tensors"]})
-    (state.run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text(state.run_dir / "run.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 

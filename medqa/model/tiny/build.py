@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from medqa.core.cpu_precision import cpu_precision, precision_record
+from medqa.core.errors import ConfigError
 from medqa.core.paths import ASSETS, KNOWLEDGE_FILE, QA_FILES, cache_root
 from medqa.data.embedded.corpus import chatdoctor_rows, wikidoc_rows
 from medqa.data.embedded.phrasing import load_knowledge
@@ -86,10 +87,18 @@ def ensure_base(recipe: TinyRecipe, cache_dir: Path | None = None, skip_shipped:
     root = (cache_dir or cache_root()) / "base"
     key = recipe_key(recipe)
     target = root / f"tiny-{key}"
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # two runs starting together build once
-        if not (target / "build_info.json").exists():
-            build_base(recipe, target, key)
+    if (target / "build_info.json").exists():  # built and complete (renamed into place whole): just load it,
+        return target  # even from a read-only cache, where the build lock could not be taken
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):  # two runs starting together build once
+            if not (target / "build_info.json").exists():
+                build_base(recipe, target, key)
+    except PermissionError as err:  # a read-only cache without this recipe's model
+        raise ConfigError(
+            f"{root}: cannot build the embedded base model there ({err.strerror}); set MEDQA_CACHE to a writable "
+            "folder, or build it once where the cache is writable"
+        ) from None
     return target
 
 
