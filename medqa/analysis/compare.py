@@ -24,6 +24,7 @@ from pathlib import Path
 from medqa.analysis.columns import COLUMNS
 from medqa.analysis.compare_html import render_html
 from medqa.analysis.replicates import differences, format_groups, group_rows, group_runs, plot_groups
+from medqa.core.atomic import atomic_dir
 from medqa.core.errors import ConfigError, json_lines, read_utf8
 from medqa.core.labels import science_labels
 
@@ -308,8 +309,6 @@ def new_report_dir(out: Path | None) -> Path:
 
 def write_report(runs: list[Run], out: Path | None = None) -> tuple[Path, list[dict]]:
     """Write the report of `runs` into a fresh folder; return it and the table's rows."""
-    from medqa.core.atomic import atomic_dir
-
     out = new_report_dir(out)
     rows = [run_row(r) for r in runs]
     with atomic_dir(out) as tmp:  # the report appears whole, or not at all (full disk, a kill, a bad value)

@@ -21,18 +21,22 @@ from medqa.config.build import settings_from_cfg
 from medqa.config.compose import register_resolvers
 from medqa.config.resume import resolve_resume
 from medqa.config.validate import checked_settings, settings_checked
+from medqa.core.atomic import write_text
 from medqa.core.distributed import is_main_process
 from medqa.core.errors import ConfigError, exit_on_error
 from medqa.core.interrupts import Interrupted, install, raise_pending, taken
 from medqa.core.paths import CONF_DIR
 from medqa.core.run_folder import (
+    RUN_MARKERS,
     acquire,
     check_fresh_run_dir,
     check_not_live,
     check_run_dir_writable,
+    checkpoints,
     created_here,
     held,
     release,
+    wandb_segments,
 )
 
 HYDRA_FILES = {".hydra": {"config.yaml", "hydra.yaml", "overrides.yaml"}, "train.log": None}
@@ -98,9 +102,6 @@ def forget_attempt(run_dir: Path, resumed: bool) -> None:
 def record_interruption(run_dir: Path, err: Interrupted, resumed: bool) -> None:
     """After SIGINT/SIGTERM/SIGUSR1 (W&B already closed by finetune): write what happened into run.json and
     print how to continue, on one line. A run interrupted before it wrote anything leaves no folder."""
-    from medqa.core.atomic import write_text
-    from medqa.core.run_folder import RUN_MARKERS, checkpoints, wandb_segments
-
     release(run_dir)
     command = ["python", "-m", "medqa.train", *map(shlex.quote, _task_overrides())]
     if not resumed and not any((run_dir / m).exists() for m in RUN_MARKERS):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from datasets import Dataset
 
+from medqa.core.atomic import atomic_path
 from medqa.data.cleaning import clean_rows, is_list_formatted
+from medqa.data.source_files import check_local_file
 from medqa.settings.data import DataSettings, SourceSettings, validate_mix
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,6 @@ def load_source(name: str, source: SourceSettings) -> Dataset:
     key = f"data.sources.{name}"
     _check_source(name, source)
     if source.path:
-        from medqa.data.source_files import check_local_file
-
         check_local_file(source.path, key)  # a bad byte, line or empty file: named here, not by datasets
         try:
             ds = load_dataset(LOCAL_FORMATS[Path(source.path).suffix], data_files=source.path, split="train")
@@ -283,8 +283,6 @@ def fingerprint(rows: list[dict]) -> str:
 def export_jsonl(train: Dataset, evaluation: Dataset, path: Path) -> int:
     """Write the mix, one example a line with its split, as a new file written whole or not at all; returns
     the number of lines."""
-    from medqa.core.atomic import atomic_path
-
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with atomic_path(path, exclusive=True) as tmp, tmp.open("w", encoding="utf-8") as f:

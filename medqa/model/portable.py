@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 
 from medqa.core.paths import ASSETS, cache_root
+from medqa.model.loading import load_adapter, load_base
 from medqa.model.tiny.build import ensure_base, recipe_key
-from medqa.settings.model import TinyRecipe
+from medqa.settings.model import ModelSettings, QuantSettings, TinyRecipe
 
 TINY_PREFIX = "medqa-tiny@"
 SIDECAR = "base_model.json"
@@ -94,9 +95,6 @@ def resolve_base(name: str, adapter_dir: Path | None = None) -> str:
 def load_portable_adapter(adapter_dir: Path, dtype: str = "float32"):
     """(PeftModel, tokenizer) from an adapter folder alone: its base model resolved from the portable name in its
     adapter_config.json (built first on a clean cache, for the embedded model), its weights from safetensors."""
-    from medqa.model.loading import load_adapter, load_base
-    from medqa.settings.model import ModelSettings, QuantSettings
-
     base = resolve_base(adapter_base_name(adapter_dir), adapter_dir)
     model, tokenizer, _ = load_base(ModelSettings(source="hub", name_or_path=base, dtype=dtype), QuantSettings())
     return load_adapter(model, Path(adapter_dir)), tokenizer

@@ -28,6 +28,7 @@ import yaml
 from medqa.core.paths import EMBEDDED_DIR
 from medqa.quality.factuality import (
     ASPECTS,
+    FAMILY,
     KNOWLEDGE,
     Reference,
     build_reference,
@@ -36,6 +37,7 @@ from medqa.quality.factuality import (
     split_items,
 )
 from medqa.quality.lexicon import words
+from medqa.quality.metrics import score_answer
 
 PER_CONDITION = 2
 # Held-out wordings, one per aspect; none is a wording of knowledge.yaml's `templates` (checked by
@@ -122,8 +124,6 @@ def reference_for(q: HeldoutQuestion) -> Reference:
 
 
 def _family(aspect: str | None) -> str | None:
-    from medqa.quality.factuality import FAMILY
-
     return FAMILY.get(aspect or "")
 
 
@@ -153,8 +153,6 @@ def score_heldout(
 ) -> list[dict]:
     """One row per question: {id, question, answer, stopped_eos, quality, precision, recall, f1_at_k, flags,
     claims}. `answers` maps question id -> (text, stopped at EOS); a question without an answer is an error."""
-    from medqa.quality.metrics import score_answer
-
     missing = [q.id for q in questions if q.id not in answers]
     if missing:
         raise ValueError(f"score_heldout: no answer for {len(missing)} question(s), e.g. {missing[:3]}")

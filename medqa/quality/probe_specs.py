@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from medqa.core.errors import read_utf8
 from medqa.core.paths import PROBES_DIR
 from medqa.settings.probes import Probe, load_probes
 
@@ -34,8 +35,6 @@ def load_probe_set(name: str) -> list[Probe]:
     if not path.is_file():
         known = sorted(p.stem for p in PROBES_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"probe set {name!r}: no file {path} (known sets: {known})")
-    from medqa.core.errors import read_utf8
-
     try:
         data = yaml.safe_load(read_utf8(path)) or {}
     except yaml.YAMLError as err:
