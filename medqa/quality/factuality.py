@@ -40,8 +40,9 @@ from functools import lru_cache
 import yaml
 
 from medqa.core.paths import ASSETS
-from medqa.quality.lexicon import STOPWORDS, invented_terms
+from medqa.quality.lexicon import STOPWORDS
 from medqa.quality.probe_specs import find_phrases
+from medqa.quality.vocabulary import invented as invented_terms
 from medqa.settings.probes import Probe
 
 KNOWLEDGE = ASSETS / "knowledge.yaml"
