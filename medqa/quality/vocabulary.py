@@ -35,6 +35,9 @@ MEDICAL_SUFFIXES = (
     "rrhea", "rrhagia", "genic", "ology", "ologist", "ism", "cytic", "cyte", "trophy", "oma", "ectasia", "iasis",
     "aemia", "ised", "ized", "isation", "ization", "ically", "ness", "less", "ment", "able", "ible",
 )  # fmt: skip
+# Endings that only clinical terms have (a subset of MEDICAL_SUFFIXES).
+CLINICAL_SUFFIXES = ("aemia", "emia", "uria", "itis", "osis", "ectomy", "ostomy", "otomy", "scopy", "lysis", "algia",
+                     "pathy", "penia", "plegia", "rrhoea", "rrhea", "rrhagia", "iasis")  # fmt: skip
 _BRITISH = ((r"ae", "e"), (r"oe", "e"), (r"isation", "ization"), (r"ise", "ize"), (r"our", "or"), (r"tre$", "ter"))
 
 
@@ -46,7 +49,7 @@ def english_words() -> frozenset[str]:
     except ModuleNotFoundError as e:  # one clear line, not a traceback from deep inside scoring
         raise ModuleNotFoundError("pyspellchecker is not installed (the English word list): "
                                   "pip install pyspellchecker==0.9.1") from e  # fmt: skip
-    return frozenset(SpellChecker().word_frequency.dictionary)
+    return frozenset(_checker().word_frequency.dictionary)
 
 
 @lru_cache(maxsize=1)
@@ -112,3 +115,29 @@ def invented(text: str, known_words: Iterable[str] = ()) -> tuple[list[str], lis
     candidates, shaped = invented_terms(text, known_words)
     names = [w for w in invented_names(text, known_words) if w not in shaped]
     return candidates + [w for w in names if w not in candidates], shaped + names
+
+
+def clinical_term(word: str) -> bool:
+    """A dictionary drug that is no everyday English word ("prednisolone", "fluconazole"), or a word built on a
+    clinical ending ("hyperuricaemia", "nephropathy")."""
+    w = word.lower()
+    if w.endswith(CLINICAL_SUFFIXES) and len(w) >= 7 and _checker().word_frequency[w] < 2000:  # not "diagnosis"
+        return True
+    return known_drug(w) and not (_variants(w) & english_words())
+
+
+COMMON = 6000  # pyspellchecker frequency above which a word is everyday English ("heart", "major", "attack")
+
+
+@lru_cache(maxsize=4096)
+def common_word(word: str) -> bool:
+    """An everyday English word (frequent in the pyspellchecker list), not a medical name."""
+    english_words()  # one clear error when the list is missing
+    return _checker().word_frequency[word.lower()] > COMMON
+
+
+@lru_cache(maxsize=1)
+def _checker():
+    from spellchecker import SpellChecker
+
+    return SpellChecker()
