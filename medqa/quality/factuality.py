@@ -23,7 +23,8 @@ whole truth; the seed probes add facts written from current guidelines (medqa/as
 probe not listed there gets its condition and aspect from its question (names/aliases, aspect words).
 
 Numbers per answer (FActScore / VeriScore):
-  precision = S / (S + U)                 (None when no item is checkable)
+  precision = S / (S + U)                 (None when no item is checkable; an item unsupported only because the
+                                           closed-world reference lacks its medical words counts 1/2 in U)
   recall    = covered expect groups / groups (a probe's `expect`), or covered reference facts / facts
   F1@K      = 2 P R_K / (P + R_K),  R_K = min(1, S / K), K = supported items a complete answer needs
   harm      = sum of the rubric points met (<= 0), each visible as an unsupported item
@@ -72,10 +73,13 @@ FAMILY = {
     "first_line": "treatment",
 }
 MATCH = 0.5  # share of an item's content weight a fact must explain to match it
+OUTSIDE = ("medical content outside the reference", "names ")  # closed-world labels (see `factuality`)
+OUTSIDE_WEIGHT = 0.5
 SUMMARY_MATCH = 0.75  # the same for a condition's summary (long prose: most of the item, not a word or two)
 NEGATION = re.compile(
     r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|avoiding|avoids|against|without|"
-    r"rather than|instead of|no longer|neither|nor|unnecessary|not needed|nothing to do with|no role|no part|outdated)\b",
+    r"rather than|instead of|no longer|neither|nor|unnecessary|not needed|nothing to do with|no role|no part|"
+    r"outdated)\b",
     re.IGNORECASE,
 )
 # A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
@@ -829,7 +833,11 @@ def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] |
     claims = label_items(answer, ref, known_words)
     supported = [c for c in claims if c["label"] == "supported"]
     n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
-    precision = n_s / (n_s + n_u) if n_s + n_u else None
+    # An item unsupported only because the closed-world reference lacks it may be a true fact the reference
+    # missed: it counts half (OUTSIDE_WEIGHT) in precision; contradictions, wrong claims, harm, invented names
+    # and other conditions' facts count fully.
+    u_w = sum(OUTSIDE_WEIGHT if c["why"].startswith(OUTSIDE) else 1.0 for c in claims if c["label"] == "unsupported")
+    precision = n_s / (n_s + u_w) if n_s + u_w else None
     recall, missing = _recall(supported, ref)
     k = ref.k if ref else 1
     r_k = min(1.0, n_s / k)

@@ -45,7 +45,7 @@ _BRITISH = ((r"ae", "e"), (r"oe", "e"), (r"isation", "ization"), (r"ise", "ize")
 def english_words() -> frozenset[str]:
     """The pyspellchecker English word list (lower case)."""
     try:
-        from spellchecker import SpellChecker
+        import spellchecker  # noqa: F401  (fails here when missing)
     except ModuleNotFoundError as e:  # one clear line, not a traceback from deep inside scoring
         raise ModuleNotFoundError("pyspellchecker is not installed (the English word list): "
                                   "pip install pyspellchecker==0.9.1") from e  # fmt: skip
