@@ -23,7 +23,8 @@ whole truth; the seed probes add facts written from current guidelines (medqa/as
 probe not listed there gets its condition and aspect from its question (names/aliases, aspect words).
 
 Numbers per answer (FActScore / VeriScore):
-  precision = S / (S + U)                 (None when no item is checkable)
+  precision = S / (S + U)                 (None when no item is checkable; an item unsupported only because the
+                                           closed-world reference lacks its medical words counts 1/2 in U)
   recall    = covered expect groups / groups (a probe's `expect`), or covered reference facts / facts
   F1@K      = 2 P R_K / (P + R_K),  R_K = min(1, S / K), K = supported items a complete answer needs
   harm      = sum of the rubric points met (<= 0), each visible as an unsupported item
@@ -40,8 +41,10 @@ from functools import lru_cache
 import yaml
 
 from medqa.core.paths import ASSETS
-from medqa.quality.lexicon import STOPWORDS, invented_terms
+from medqa.quality.lexicon import STOPWORDS
 from medqa.quality.probe_specs import find_phrases
+from medqa.quality.vocabulary import clinical_term, common_word
+from medqa.quality.vocabulary import invented as invented_terms
 from medqa.settings.probes import Probe
 
 KNOWLEDGE = ASSETS / "knowledge.yaml"
@@ -70,16 +73,21 @@ FAMILY = {
     "first_line": "treatment",
 }
 MATCH = 0.5  # share of an item's content weight a fact must explain to match it
+OUTSIDE = ("medical content outside the reference", "names ")  # closed-world labels (see `factuality`)
+OUTSIDE_WEIGHT = 0.5
+SUMMARY_MATCH = 0.75  # the same for a condition's summary (long prose: most of the item, not a word or two)
 NEGATION = re.compile(
     r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|avoiding|avoids|against|without|"
-    r"rather than|instead of|no longer|neither|nor)\b",
+    r"rather than|instead of|no longer|neither|nor|unnecessary|not needed|nothing to do with|no role|no part|"
+    r"outdated)\b",
     re.IGNORECASE,
 )
 # A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
 # avoid-words only mark caveats ("antibiotics should be avoided") and deny harmful advice, never a contradiction.
 DENIAL = re.compile(
     r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|(?:advises?|recommends?|warns?) against|"
-    r"rather than|instead of|no longer|neither|nor)\b",
+    r"rather than|instead of|no longer|neither|nor|unnecessary|not needed|nothing to do with|no role|no part|"
+    r"outdated)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -276,6 +284,59 @@ def weight(stems: set[str] | frozenset[str]) -> float:
 def specific(stems: set[str] | frozenset[str]) -> bool:
     """True when some stem is not generic (so a match on it says something)."""
     return not set(stems) <= _generic()
+
+
+@lru_cache(maxsize=1)
+def _modifiers() -> frozenset[str]:
+    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+    return frozenset(stem(str(w).lower()) for w in data.get("modifiers") or [])
+
+
+def core(stems: set[str] | frozenset[str]) -> set[str]:
+    """The naming words of `stems`: neither generic nor a modifier (colour, degree, side, body site...)."""
+    return {s for s in stems if s not in _generic() and s not in _modifiers()}
+
+
+@lru_cache(maxsize=1)
+def _medical_terms() -> frozenset[str]:
+    """Stems that name medical things beyond the knowledge table: fact_lexicon.yaml `medical` and drug classes."""
+    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+    out = {stem(str(w).lower()) for w in data.get("medical") or []}
+    out |= {stem(str(c).lower()) for c in data.get("classes") or {}}
+    return frozenset(out)
+
+
+@lru_cache(maxsize=1)
+def _condition_words() -> frozenset[str]:
+    """Naming stems of the condition names and aliases of the knowledge table ("lupus", "influenza", "anemia");
+    everyday English words in them ("major", "heart", "attack", "cold") are left out (word frequency)."""
+    out: set[str] = set()
+    for c in knowledge():
+        for n in [c["name"], *(c.get("aliases") or [])]:
+            out |= core({s for w in WORD.findall(str(n).lower()) if not common_word(w) for s in normalise(w)})
+    return frozenset(out)
+
+
+def medical_words(text: str, stems: set[str], allowed: frozenset[str]) -> list[str]:
+    """The item's medical words that `allowed` (the asked reference's and question's stems) lacks: the words of
+    the knowledge table's condition names and aliases, of fact_lexicon.yaml `medical`, drug classes, dictionary
+    drugs and clinical terms (medqa.quality.vocabulary). Generic words and modifiers never count."""
+    out = [s for s in sorted(core(stems)) if s not in allowed and (s in _medical_terms() or s in _condition_words())]
+    for w in WORD.findall(text.lower()):
+        if len(w) >= 6 and clinical_term(w) and not (set(normalise(w)) & allowed) and stem(w) not in out:
+            out.append(stem(w))
+    return out
+
+
+def strong_other(shared: set[str], fact: Fact, own_stems: frozenset[str]) -> bool:
+    """Whether an item's words shared with another condition's `fact` name that fact, not merely touch it: the
+    shared naming words (neither generic nor modifiers) carry at least half of the fact's naming weight, and one
+    of them is no word of the asked condition's reference (a "short-acting reliever" is asthma's as much as
+    COPD's). Generic words and modifiers ("neck", "dark", "blocker", "low grade") never suffice."""
+    c_shared, c_fact = core(shared), core(fact.stems)
+    if not c_shared or not (c_shared - own_stems):
+        return False
+    return weight(c_shared) >= 0.5 * weight(c_fact)
 
 
 @lru_cache(maxsize=1)
@@ -605,7 +666,7 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
             clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
-            after = " ".join(after.split()[:8])
+            after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
             warns = re.search(r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b", after)
             if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
@@ -667,6 +728,8 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         if ref and ref.condition
         else []
     )
+    own_facts = Pool([f for f in own.facts if f.aspect != "summary"])
+    own_stems = reference_stems(ref)
     harm_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
@@ -678,7 +741,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
         ]
         harms = [
-            r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or it is _last_of(items, it)
+            r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)
         ]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:
@@ -702,7 +765,12 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             # names something of that condition ("an NS1 antigen test" among malaria tests).
             if not specific(stems):  # "tiredness", "blood tests": a fact only when this condition says so
                 s_other = s_same = 0.0
-            if f_own is not None and s_own >= MATCH and not (s_other >= MATCH and s_other - i_own >= 0.3):
+            strong = f_other is not None and strong_other(sh_other, f_other, own_stems)
+            if f_own is not None and f_own.aspect == "summary" and s_own < SUMMARY_MATCH:
+                # Background prose is long: sharing a word or two with it is incidental, not a stated fact.
+                s_own = _best(stems, own_facts, denies=denies, pol=pol)[0] if own_facts.facts else 0.0
+                f_own = _best(stems, own_facts, denies=denies, pol=pol)[1] if s_own >= MATCH else None
+            if f_own is not None and s_own >= MATCH and not (strong and s_other >= MATCH and s_other - i_own >= 0.3):
                 opposite = pol and f_own.polar and not (pol & f_own.polar)
                 if f_own.aspect == "summary" and (denies != f_own.negated or opposite):
                     why = f"a remark on '{f_own.text}'"  # background prose is no basis for a contradiction
@@ -714,12 +782,24 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                     why = f"mentions what '{f_own.text}' qualifies"
                 else:
                     label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
+                    # A partial match does not vouch for what else the item names: a drug, test, organ or
+                    # condition no reference fact has ("a course of oral fluconazole" is no "course of ACT").
+                    med = medical_words(it.text, stems, own_stems | question | name_words) if ref.cross_check else []
+                    if med and ref.condition:
+                        label, why = "unsupported", f"names {', '.join(med[:4])}, which no reference fact has"
             elif caveat:
                 why = "a negated statement (caveat)"
-            elif f_other is not None and s_other >= MATCH and specific(sh_other) and s_other > s_same:
+            elif f_other is not None and s_other >= MATCH and strong and s_other > s_same:
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
             elif f_same is not None and s_same >= MATCH:
                 label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
+        if label == "irrelevant" and why == "no reference fact" and ref and ref.condition and ref.cross_check:
+            # The probe questions' world is closed: their references list what a correct answer may say, so
+            # medical content that matches none of it is a claim the reference does not support.
+            if not negated(it.text):
+                med = medical_words(it.text, stems, own_stems | question | name_words)
+                if med:
+                    label, why = "unsupported", f"medical content outside the reference: {', '.join(med[:4])}"
         prev = out[-1] if out else None
         if (
             label == "unsupported"
@@ -753,7 +833,11 @@ def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] |
     claims = label_items(answer, ref, known_words)
     supported = [c for c in claims if c["label"] == "supported"]
     n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
-    precision = n_s / (n_s + n_u) if n_s + n_u else None
+    # An item unsupported only because the closed-world reference lacks it may be a true fact the reference
+    # missed: it counts half (OUTSIDE_WEIGHT) in precision; contradictions, wrong claims, harm, invented names
+    # and other conditions' facts count fully.
+    u_w = sum(OUTSIDE_WEIGHT if c["why"].startswith(OUTSIDE) else 1.0 for c in claims if c["label"] == "unsupported")
+    precision = n_s / (n_s + u_w) if n_s + u_w else None
     recall, missing = _recall(supported, ref)
     k = ref.k if ref else 1
     r_k = min(1.0, n_s / k)

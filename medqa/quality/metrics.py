@@ -11,8 +11,9 @@ import re
 from difflib import SequenceMatcher
 
 from medqa.quality.factuality import Reference, factuality, normalise, reference_for_probe, reference_stems
-from medqa.quality.lexicon import STOPWORDS, invented_terms, leaks, words
+from medqa.quality.lexicon import STOPWORDS, leaks, words
 from medqa.quality.probe_specs import find_phrases, phrase_pattern
+from medqa.quality.vocabulary import invented as invented_terms
 from medqa.settings.probes import Probe
 from medqa.settings.quality import QualitySettings
 
