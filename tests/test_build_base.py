@@ -48,7 +48,7 @@ def test_key_hashes_what_determines_the_weights(compose_small):
 
 
 def test_key_changes_with_the_builder_version(compose_small, monkeypatch):
-    from medqa import build_base as builder
+    from medqa.model.tiny import build as builder
 
     recipe = _toy(compose_small)
     key = recipe_key(recipe)
