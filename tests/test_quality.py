@@ -14,7 +14,6 @@ import yaml
 from medqa.quality.lexicon import invented_terms, leaks
 from medqa.quality.metrics import (
     distinct_n,
-    divergence,
     fact_check,
     list_items,
     loop_run,
@@ -169,19 +168,6 @@ def test_bad_probe_specs_name_the_probe_and_key():
 
 # --- run level -----------------------------------------------------------------------------------------
 
-
-def test_divergence_fires_when_loss_improves_and_quality_falls():
-    evals = [{"step": 0, "eval_loss": 1.0, "quality": 0.8}, {"step": 30, "eval_loss": 0.9, "quality": 0.85}]
-    settings = QualitySettings(divergence_margin=0.1)
-    assert divergence(evals, settings) is None
-    fell = [*evals, {"step": 60, "eval_loss": 0.85, "quality": 0.6}]
-    alarm = divergence(fell, settings)
-    assert alarm["step"] == 60 and alarm["reference_step"] == 30 and alarm["reference_quality"] == 0.85
-    assert divergence([*evals, {"step": 60, "eval_loss": 0.95, "quality": 0.6}], settings) is None  # loss worse
-    assert divergence([*evals, {"step": 60, "eval_loss": 0.85, "quality": 0.8}], settings) is None  # within margin
-    slow = [*evals, {"step": 60, "eval_loss": 0.85, "quality": 0.78}, {"step": 90, "eval_loss": 0.8, "quality": 0.72}]
-    assert divergence(slow, settings)["step"] == 90  # against the best so far, not only the previous eval
-    assert divergence(slow, QualitySettings(divergence_against="previous")) is None
 
 
 def test_selection_score():

@@ -1,5 +1,5 @@
 """Generation quality of one answer, as pure functions with documented formulas, and the run-level rules
-built on them: aggregates per eval, the loss/quality divergence alarm, the checkpoint selection score.
+built on them: aggregates per eval and the selection score (the paired divergence alarm: medqa.quality.stats).
 
 Words are `medqa.lexicon.words` tokens (lower case, hyphenated words split), so scores do not depend on a
 tokenizer and the scoring CLI needs no model. A *segment* is a line, or a sentence within a line.
@@ -311,29 +311,6 @@ def aggregate(rows: list[dict]) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def divergence(evals: list[dict], settings: QualitySettings) -> dict | None:
-    """The alarm for the last of `evals` ({step, eval_loss, quality}, in order), or None. It fires when
-    eval loss improved while quality fell by more than divergence_margin:
-      previous: loss < previous loss and quality < previous quality - margin;
-      best:     loss < every earlier loss and quality < best earlier quality - margin."""
-    *before, now = evals
-    before = [e for e in before if e.get("eval_loss") is not None and e.get("quality") is not None]
-    if not before or now.get("eval_loss") is None or now.get("quality") is None:
-        return None
-    if settings.divergence_against == "previous":
-        ref_loss, ref = before[-1]["eval_loss"], before[-1]
-    else:
-        ref_loss, ref = min(e["eval_loss"] for e in before), max(before, key=lambda e: e["quality"])
-    if now["eval_loss"] < ref_loss and now["quality"] < ref["quality"] - settings.divergence_margin:
-        return {
-            "step": now["step"],
-            "eval_loss": now["eval_loss"],
-            "reference_loss": ref_loss,
-            "quality": now["quality"],
-            "reference_quality": ref["quality"],
-            "reference_step": ref["step"],
-        }
-    return None
 
 
 def selection_score(rule: str, quality: float, eval_loss: float, first_eval_loss: float) -> float:

@@ -256,6 +256,10 @@ def build_base(recipe: TinyRecipe, target: Path, key: str) -> dict:
     # Written to a temporary sibling and renamed, so an interrupted build never leaves a half model in the cache.
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
     model.to(getattr(torch, STORED_DTYPE)).save_pretrained(tmp)
+    # The stored values are bf16, but the model is their fp32 upcast: plain `from_pretrained` (dtype "auto")
+    # must load fp32 too, or it computes a different model than medqa does.
+    config = json.loads((tmp / "config.json").read_text())
+    (tmp / "config.json").write_text(json.dumps({**config, "dtype": "float32"}, indent=2) + "\n")
     tokenizer.save_pretrained(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
     if target.exists():
