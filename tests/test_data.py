@@ -139,7 +139,8 @@ def test_source_too_small_names_the_shortfall_or_takes_what_exists(data_settings
     with pytest.raises(ValueError, match=short):
         build_datasets(_mix(data_settings, total=2000, chatdoctor=0.9, wikidoc=0.1))
     settings = _mix(data_settings, total=1000, chatdoctor=0.9, wikidoc=0.1)
-    with pytest.raises(ValueError, match=r"asks for 900 rows, source .*chatdoctor.jsonl has 849 left after cleaning.*short by 51"):
+    short = r"asks for 900 rows, source .*chatdoctor.jsonl has 849 left after cleaning.*short by 51"
+    with pytest.raises(ValueError, match=short):
         build_datasets(settings)
     train, evaluation, prov = build_datasets(dataclasses.replace(settings, allow_fewer=True))
     assert prov["sources"]["chatdoctor"]["sampled"] == 849 and prov["sources"]["chatdoctor"]["shortfall"] == 51
@@ -183,7 +184,7 @@ def test_bad_files_are_named(data_settings, tmp_path):
     with pytest.raises(ValueError, match=r"broken.jsonl:2: not a JSON line"):
         load_source("chatdoctor", dataclasses.replace(src, path=str(tmp_path / "broken.jsonl")))
     (tmp_path / "cols.jsonl").write_text('{"question": "a", "response": "b"}\n')
-    with pytest.raises(ValueError, match=r"data.sources.chatdoctor: columns \['input', 'output'\] not in"):
+    with pytest.raises(ValueError, match=r"data.sources.chatdoctor.path=.*cols.jsonl: columns \['input', 'output'\] not in"):
         load_source("chatdoctor", dataclasses.replace(src, path=str(tmp_path / "cols.jsonl")))
 
 
