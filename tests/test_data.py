@@ -184,7 +184,8 @@ def test_bad_files_are_named(data_settings, tmp_path):
     with pytest.raises(ValueError, match=r"broken.jsonl:2: not a JSON line"):
         load_source("chatdoctor", dataclasses.replace(src, path=str(tmp_path / "broken.jsonl")))
     (tmp_path / "cols.jsonl").write_text('{"question": "a", "response": "b"}\n')
-    with pytest.raises(ValueError, match=r"data.sources.chatdoctor.path=.*cols.jsonl: columns \['input', 'output'\] not in"):
+    missing = r"data.sources.chatdoctor.path=.*cols.jsonl: columns \['input', 'output'\] not in"
+    with pytest.raises(ValueError, match=missing):
         load_source("chatdoctor", dataclasses.replace(src, path=str(tmp_path / "cols.jsonl")))
 
 
