@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "medqa"
 def _calls(pattern: str) -> list[tuple[str, str]]:
     """(file, call text up to the closing parenthesis) of every call matching `pattern` in medqa/."""
     found = []
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         for m in re.finditer(pattern, text):
             depth, i = 0, m.end() - 1

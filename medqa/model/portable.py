@@ -5,7 +5,7 @@ A saved adapter's `adapter_config.json` carries the portable name (`base_model_n
 embedded model `base_model.json` beside it carries the recipe, so medqa can rebuild the very same base on a clean
 cache. `resolve_base` turns the name back into a folder: a shipped or cached build of that hash, else a build
 from the recipe (the hash is checked: the recipe and the shipped text must still give that hash).
-Plain PEFT needs no resolving: `PeftModel.from_pretrained(<base loaded from its folder>, <adapter dir>)`.
+Plain PEFT needs no resolving: `PEFT loading the adapter dir onto the base loaded from its folder`.
 """
 
 from __future__ import annotations

@@ -190,7 +190,8 @@ def render_card(
         "from medqa.model.portable import adapter_base_name, resolve_base",
         "",
         'base_dir = resolve_base(adapter_base_name("adapter"), "adapter")  # a hub id resolves to itself',
-        'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), "adapter")',
+        "base = AutoModelForCausalLM.from_pretrained(base_dir, use_safetensors=True)",
+        'model = PeftModel.from_pretrained(base, "adapter", use_safetensors=True)',
         "tokenizer = AutoTokenizer.from_pretrained(base_dir)",
         "```",
     ]
