@@ -6,15 +6,13 @@ uploadable with `wandb sync`. Mode `disabled` gives wandb's own no-op run, so ca
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import wandb
 
 from medqa.core.distributed import is_main_process
 from medqa.settings.tracking import TrackingSettings
+from medqa.tracking.records import read_records
 
 
 def start_run(
@@ -56,17 +54,8 @@ def read_offline_run(wandb_dir: Path) -> dict:
     """An offline run read back with wandb's own reader (`wandb leet inspect --json`):
     {"history": [row, ...], "config": {...}, "summary": {...}, "alerts": [{title, text, level}, ...], "group",
     "job_type", "name", "tags", "id": run id, "resumed": bool}; later config updates merged in."""
-    out = subprocess.run(
-        [str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(wandb_dir)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     run: dict = {"history": [], "config": {}, "summary": {}, "alerts": []}
-    for line in out.splitlines():
-        if not line.startswith("{"):
-            continue
-        record = json.loads(line)
+    for record in read_records(wandb_dir):
         if record.get("type") == "history":
             run["history"].append(record["history"]["item"])
         elif record.get("type") == "run":
