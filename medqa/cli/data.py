@@ -8,9 +8,8 @@ from pathlib import Path
 
 from medqa.config.validate import checked_settings
 from medqa.core.errors import exit_on_error
-from medqa.data.mix import build_datasets, check_data, export_jsonl
+from medqa.data.mix import build_datasets, check_hubs_reachable, export_jsonl
 from medqa.data.provenance import format_examples, format_provenance
-from medqa.model.loading import data_tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,8 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     datasets.disable_progress_bars()
     _, settings = checked_settings(args.overrides)  # every key and value, as medqa.train checks them
-    check_data(settings.data)
-    tokenizer = None if args.no_token_filter else data_tokenizer(settings.model)
+    check_hubs_reachable(settings.data)  # the rest was checked with the settings
+    tokenizer = None
+    if not args.no_token_filter:
+        from medqa.model.loading import data_tokenizer  # lazy: torch costs ~10 s, a bad override fails before it
+
+        tokenizer = data_tokenizer(settings.model)
     train, evaluation, provenance = build_datasets(settings.data, tokenizer)
     print(format_provenance(provenance))
     print(format_examples(train, args.examples))

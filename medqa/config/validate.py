@@ -17,11 +17,11 @@ from medqa.config.build import settings_from_cfg, tiny_recipe
 from medqa.config.compose import compose_config
 from medqa.core.errors import ConfigError, one_line
 from medqa.core.redact import is_secret_key, secret_keys
-from medqa.data.mix import check_sources
+from medqa.data.mix import check_locations
 from medqa.model.tokenizer import prompt_token_floor
 from medqa.settings.model import TinyRecipe
 from medqa.settings.training import RunSettings
-from medqa.settings.validation import recipe_problems, type_problems
+from medqa.settings.validation import recipe_problems
 
 
 def compose_checked(overrides: list[str]):
@@ -107,14 +107,16 @@ def validate_settings(settings: RunSettings) -> None:
     """Every value of a RunSettings checked once, before anything loads: each group's own fields
     (medqa.settings), then what needs more than one group or this machine (files, GPU, the prompt's
     length). Raises one ConfigError listing all problems."""
-    problems = settings.problems()
-    if any(type_problems(getattr(settings, g), g) for g in ("model", "quant", "lora", "data", "train", "decoding")):
-        raise ConfigError("; ".join(problems))  # the checks below assume the types are right
-    problems += _machine_problems(settings)
-    try:
-        check_sources(settings.data)  # each used source's file, format, columns and cleaning
-    except (ValueError, OSError) as err:
-        problems.append(str(err))
+    typed = settings.type_problems()
+    if typed:
+        raise ConfigError("; ".join(typed))  # the checks below assume the types are right
+    by_group = {g: getattr(settings, g).problems() for g in settings.GROUPS}
+    problems = [p for found in by_group.values() for p in found] + _machine_problems(settings)
+    if not by_group["data"]:  # the mix names known sources with sound settings: are they where it says?
+        try:
+            check_locations(settings.data)
+        except (ValueError, OSError) as err:
+            problems.append(str(err))
     t = settings.train
     if t.max_length >= 1:
         floor = prompt_token_floor(settings.data.system_prompt)
@@ -124,7 +126,7 @@ def validate_settings(settings: RunSettings) -> None:
                 f">= {floor} tokens), or no answer token is trained"
             )
     if problems:
-        raise ConfigError("; ".join(dict.fromkeys(problems)))
+        raise ConfigError("; ".join(problems))
 
 
 def _machine_problems(settings: RunSettings) -> list[str]:

@@ -26,12 +26,20 @@ HUB_PROBE_SECONDS = 3.0  # an unreachable hub fails in seconds, not after datase
 
 
 def check_sources(settings: DataSettings) -> None:
-    """Everything checkable without reading a row or the network: the mix, and each used source's location
-    and settings."""
+    """Everything checkable without reading a row or the network: the mix, and each used source's settings
+    and location."""
     validate_mix(settings)
     for name, share in settings.mix.items():
         if share > 0:
-            _check_source(name, settings.sources[name])
+            settings.sources[name].check(f"data.sources.{name}")
+    check_locations(settings)
+
+
+def check_locations(settings: DataSettings) -> None:
+    """Each used source names an existing local file of a known format, or a hub id."""
+    for name, share in settings.mix.items():
+        if share > 0:
+            _check_location(f"data.sources.{name}", settings.sources[name])
 
 
 def check_hubs_reachable(settings: DataSettings) -> None:
@@ -48,9 +56,7 @@ def check_data(settings: DataSettings) -> None:
     check_hubs_reachable(settings)
 
 
-def _check_source(name: str, source: SourceSettings) -> None:
-    key = f"data.sources.{name}"
-    source.check(key)
+def _check_location(key: str, source: SourceSettings) -> None:
     if source.path:
         path = Path(source.path)
         if not path.is_file():
@@ -66,7 +72,8 @@ def load_source(name: str, source: SourceSettings) -> Dataset:
     from datasets import load_dataset
 
     key = f"data.sources.{name}"
-    _check_source(name, source)
+    source.check(key)
+    _check_location(key, source)
     if source.path:
         check_local_file(source.path, key)  # a bad byte, line or empty file: named here, not by datasets
         try:

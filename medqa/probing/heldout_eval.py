@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import GenerationConfig
 
 from medqa.core.distributed import generation_is_collective
+from medqa.core.errors import json_lines
 from medqa.core.paths import EMBEDDED_DIR
 from medqa.model.generation import generate_answers
 from medqa.quality.heldout import HeldoutQuestion, heldout_from_rows, heldout_questions, score_heldout
@@ -147,6 +148,4 @@ class HeldoutEval:
 
 def read_rows(path: Path) -> list[dict]:
     """The rows of a heldout.jsonl ([] when the file is absent)."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in json_lines(path)] if path.is_file() else []

@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import GenerationConfig, TrainerCallback
 
 from medqa.core.distributed import generation_is_collective, is_main_process, share_from_main
-from medqa.model.generation import Answer, generate_answers, generation_config_dict
+from medqa.model.generation import generate_answers, generation_config_dict
 from medqa.probing.heldout_eval import HeldoutEval
 from medqa.quality.metrics import aggregate, score_answer, selection_score
 from medqa.quality.stats import divergence_paired, selection_report
@@ -103,7 +103,7 @@ class ProbeRecorder:
         probes (used when the held-out eval is off: with five questions its CI rarely excludes zero)."""
         scores = {r["probe_id"]: r["quality"] for r in rows}
         self.evals.append({"step": step, "eval_loss": eval_loss, "scores": scores, **aggregate(rows)})
-        if eval_loss is None:
+        if eval_loss is None or self.heldout:  # with the held-out eval on, its alarm is the run's
             return None
         kw = {"n_resamples": self.quality.bootstrap_resamples}
         return divergence_paired(self.evals, self.quality.divergence_against, self.quality.divergence_margin, **kw)
@@ -115,7 +115,7 @@ class ProbeRecorder:
         heldout_alarms = self.heldout.restore(list(heldout_rows), eval_losses) if self.heldout else []
         for step in sorted({r["step"] for r in rows}):
             alarm = self._add_eval(step, eval_losses.get(step), [r for r in rows if r["step"] == step])
-            if alarm and not self.heldout:
+            if alarm:
                 self.alarms.append(alarm)
         self.alarms += heldout_alarms
 
@@ -154,7 +154,8 @@ class ProbeRecorder:
         the held-out set's mean quality when it is on (86 questions, not 5), else the probes'."""
         now = next(e for e in self.evals if e["step"] == step)
         first_loss = next((e["eval_loss"] for e in self.evals if e["eval_loss"]), None) or 1.0
-        quality = self.heldout.at(step)["quality"] if self.heldout and self.heldout.at(step) else now["quality"]
+        heldout = self.heldout.at(step) if self.heldout else None
+        quality = heldout["quality"] if heldout else now["quality"]
         return selection_score(rule, quality, now["eval_loss"] or 0.0, first_loss)
 
     def selection_report(self) -> dict | None:
@@ -170,13 +171,13 @@ class ProbeRecorder:
         recorded answers at `step`, the batch is answered twice (one more generate call)."""
         recorded = {r["probe_id"]: r["answer"] for r in self.rows if r["step"] == step} if step is not None else {}
         if len(recorded) == len(self.probes):
-            first = [Answer(recorded[p.id], 0, True) for p in self.probes]
+            first = [recorded[p.id] for p in self.probes]
         else:
-            first = self._answer(model, tokenizer, self.chats)
-        again = self._answer(model, tokenizer, self.chats)
-        single = [self._answer(model, tokenizer, [c])[0] for c in self.chats]
-        repeat = [a.text == b.text for a, b in zip(first, again, strict=True)]
-        batching = [a.text == b.text for a, b in zip(first, single, strict=True)]
+            first = [a.text for a in self._answer(model, tokenizer, self.chats)]
+        again = [a.text for a in self._answer(model, tokenizer, self.chats)]
+        single = [self._answer(model, tokenizer, [c])[0].text for c in self.chats]
+        repeat = [a == b for a, b in zip(first, again, strict=True)]
+        batching = [a == b for a, b in zip(first, single, strict=True)]
         # Seeded sampling repeats exactly, but a batch of one draws other random numbers than a batch of five:
         # for sampling only the repeat must match.
         sampling = bool(self.config.do_sample)

@@ -740,9 +740,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         harms = [
             r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
         ]
-        harms = [
-            r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)
-        ]
+        harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:
             label, why = "unsupported", f"wrong: {wrong[0].text}"

@@ -311,8 +311,6 @@ def aggregate(rows: list[dict]) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-
-
 def selection_score(rule: str, quality: float, eval_loss: float, first_eval_loss: float) -> float:
     """Higher is better. quality: probe quality; loss_quality: quality - eval_loss / first eval loss (a 10%
     lower loss is worth 0.1 quality)."""

@@ -86,8 +86,12 @@ class RunSettings:
     probes: list[Probe]
     quality: QualitySettings = field(default_factory=QualitySettings)
 
+    GROUPS = ("model", "quant", "lora", "data", "train", "decoding", "tracking")
+
+    def type_problems(self) -> list[str]:
+        """Values whose type does not match their field, in every group."""
+        return [p for g in self.GROUPS for p in type_problems(getattr(self, g), g)]
+
     def problems(self) -> list[str]:
         """Every group's field problems (types first: range checks assume the types are right)."""
-        groups = ("model", "quant", "lora", "data", "train", "decoding", "tracking")
-        typed = [p for g in groups for p in type_problems(getattr(self, g), g)]
-        return typed or [p for g in groups for p in getattr(self, g).problems()]
+        return self.type_problems() or [p for g in self.GROUPS for p in getattr(self, g).problems()]

@@ -20,6 +20,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from medqa.core.atomic import write_text
 from medqa.sweep.spec import (
     SweepSpec,
     grid_size,
@@ -102,9 +103,7 @@ def _write(path: Path, record: dict, fresh: bool = False) -> None:
         with path.open("x", encoding="utf-8") as f:
             f.write(text)
         return
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def best_run(spec: SweepSpec, runs: list[dict]) -> dict | None:

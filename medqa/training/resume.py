@@ -21,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from medqa.core.errors import ConfigError, RunWriteError
+from medqa.core.atomic import write_text
+from medqa.core.errors import ConfigError, RunWriteError, json_lines
 from medqa.core.run_folder import checkpoint_step, checkpoints
 from medqa.probing.heldout_eval import HELDOUT_FILE
 from medqa.tracking.history import replay_history
@@ -56,7 +57,7 @@ def set_aside_probe_rows(probes_file: Path, step: int) -> list[dict]:
     after resuming) move to a new <name>.superseded-<time>.jsonl beside it. Returns the kept rows."""
     if not probes_file.exists():
         return []
-    rows = [json.loads(line) for line in probes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [row for _, row in json_lines(probes_file)]
     kept = [r for r in rows if r["step"] <= step]
     later = [r for r in rows if r["step"] > step]
     if later:
@@ -64,9 +65,7 @@ def set_aside_probe_rows(probes_file: Path, step: int) -> list[dict]:
         aside = probes_file.with_name(f"{probes_file.stem}.superseded-{stamp}.jsonl")
         with aside.open("x", encoding="utf-8") as f:  # "x": never overwrite
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in later)
-        tmp = probes_file.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, probes_file)
+        write_text(probes_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     return kept
 
 
