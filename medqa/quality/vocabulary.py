@@ -60,6 +60,12 @@ def asset_words() -> frozenset[str]:
     return frozenset(w for t in texts for w in words(t))
 
 
+@lru_cache(maxsize=1)
+def _known() -> frozenset[str]:
+    """English, the shipped corpus and the reference files: one set, built once (a union per word cost 16 ms)."""
+    return english_words() | shipped_words() | asset_words()
+
+
 def _variants(w: str) -> set[str]:
     out = {w}
     for pattern, repl in _BRITISH:
@@ -73,7 +79,7 @@ def real_word(word: str, known_words: Iterable[str] = ()) -> bool:
     """English, a known drug, a word of the shipped corpus or reference files or `known_words`, or a clinical
     term built from medical word parts."""
     w = word.lower()
-    known = english_words() | shipped_words() | asset_words()
+    known = _known()
     if _variants(w) & known or w in set(known_words) or known_drug(w):
         return True
     if w.endswith(MEDICAL_SUFFIXES) or any(v in known for v in _strip_prefix(w)):
