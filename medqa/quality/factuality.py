@@ -298,6 +298,12 @@ def core(stems: set[str] | frozenset[str]) -> set[str]:
 
 
 @lru_cache(maxsize=1)
+def _incidental() -> frozenset[str]:
+    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+    return frozenset(stem(str(w).lower()) for w in data.get("incidental") or [])
+
+
+@lru_cache(maxsize=1)
 def _medical_terms() -> frozenset[str]:
     """Stems that name medical things beyond the knowledge table: fact_lexicon.yaml `medical` and drug classes."""
     data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
@@ -328,14 +334,21 @@ def medical_words(text: str, stems: set[str], allowed: frozenset[str]) -> list[s
     return out
 
 
-def strong_other(shared: set[str], fact: Fact, own_stems: frozenset[str]) -> bool:
+def strong_other(shared: set[str], fact: Fact, own_stems: frozenset[str], prose: bool = False) -> bool:
     """Whether an item's words shared with another condition's `fact` name that fact, not merely touch it: the
     shared naming words (neither generic nor modifiers) carry at least half of the fact's naming weight, and one
     of them is no word of the asked condition's reference (a "short-acting reliever" is asthma's as much as
     COPD's). Generic words and modifiers ("neck", "dark", "blocker", "low grade") never suffice."""
     c_shared, c_fact = core(shared), core(fact.stems)
-    if not c_shared or not (c_shared - own_stems):
+    distinct = c_shared - own_stems
+    if not distinct:
         return False
+    # In prose, one shared everyday word ("water", "morning", "strain", "suspected") is a coincidence, not a
+    # named fact: a single distinct word must be a medical name (a condition's, a drug class, fact_lexicon
+    # `medical`). A list item is a claim of the asked aspect: there one word of another condition's fact suffices.
+    if len(distinct) < 2 and not distinct & (_medical_terms() | _condition_words()):
+        if prose or distinct <= _incidental():
+            return False
     return weight(c_shared) >= 0.5 * weight(c_fact)
 
 
@@ -600,6 +613,7 @@ class Item:
     sentence: str
     group: int  # items of one list or one sentence share a group
     is_list: bool  # part of an enumeration: a marked list line, or one of 3+ parts of a sentence
+    marked: bool = False  # on a marked list line ("- ...", "1. ...")
 
 
 def _plain(text: str) -> str:
@@ -623,7 +637,7 @@ def split_items(text: str) -> list[Item]:
                 list_group = group
             body = MARKER.sub("", line)
             parts = [p for p in ENUM_SPLIT.split(body) if p and p.strip(" .:")]
-            items += [Item(_plain(p.strip(" .")), _plain(body), list_group, True) for p in parts]
+            items += [Item(_plain(p.strip(" .")), _plain(body), list_group, True, True) for p in parts]
             continue
         list_group = None
         if line.endswith(":") and len(line.split()) <= 8:
@@ -763,7 +777,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             # names something of that condition ("an NS1 antigen test" among malaria tests).
             if not specific(stems):  # "tiredness", "blood tests": a fact only when this condition says so
                 s_other = s_same = 0.0
-            strong = f_other is not None and strong_other(sh_other, f_other, own_stems)
+            strong = f_other is not None and strong_other(sh_other, f_other, own_stems, prose=not it.is_list)
             if f_own is not None and f_own.aspect == "summary" and s_own < SUMMARY_MATCH:
                 # Background prose is long: sharing a word or two with it is incidental, not a stated fact.
                 s_own = _best(stems, own_facts, denies=denies, pol=pol)[0] if own_facts.facts else 0.0

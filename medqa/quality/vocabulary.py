@@ -75,6 +75,12 @@ def _variants(w: str) -> set[str]:
     return out
 
 
+def listed_word(word: str, known_words: Iterable[str] = ()) -> bool:
+    """In a word list as it stands: English, a known drug, the shipped corpus, the reference files, `known_words`."""
+    w = word.lower()
+    return bool(_variants(w) & _known()) or w in set(known_words) or known_drug(w)
+
+
 def real_word(word: str, known_words: Iterable[str] = ()) -> bool:
     """English, a known drug, a word of the shipped corpus or reference files or `known_words`, or a clinical
     term built from medical word parts."""
@@ -97,21 +103,117 @@ def _strip_prefix(w: str) -> set[str]:
     return out
 
 
+# Endings of substance names (drugs, enzymes, proteins, brands): an unknown word with one of them names a thing
+# ("ferrolysin", "glycotransferrin"); an unknown word without one is more often a real word the list lacks
+# ("comorbidities", "vulvovaginal", "pagophagia") and is not counted.
+SUBSTANCE_ENDINGS = (
+    "in", "ine", "ase", "ide", "ate", "one", "ol", "an", "ax", "ex", "ix", "yl", "il", "ene", "ane", "ium", "ox",
+)  # fmt: skip
+# Words that announce a name: "a test called X", "serum X", "X level", "the X sign".
+NAMING_BEFORE = re.compile(
+    r"(?i)\b(?:called|named|known as|termed|brand|branded|marketed as|serum|plasma|blood|urinary|urine|new drug|"
+    r"new test|tablets? of|the drug|the test|the marker)\W{1,3}$"
+)
+NAMING_AFTER = re.compile(
+    r"(?i)^\W{0,3}(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
+    r"tablets?|capsules?|injections?|infusions?|pills?|syndrome|protocol|criteria)\b"
+)
+# Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
+EPONYM_RE = re.compile(
+    r"\b([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?\s+(sign|reflex|triad|tetrad|test|manoeuvre|maneuver|"
+    r"phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
+    r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale)\b"
+)
+KNOWN_EPONYMS = frozenset(
+    """addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
+    bouchard brudzinski brugada buerger burkitt charcot chvostek conn courvoisier crohn cullen cushing
+    dressler dupuytren duke ewart fallot finkelstein framingham frank friedreich gilbert glasgow gleason
+    gottron graham graves grey turner guillain hamman hashimoto heberden hodgkin homans horner huntington
+    janeway kaposi kawasaki kehr kernig killip korsakoff kussmaul lachman levine lhermitte light lown
+    marfan mcburney mcdonald meniere murphy musset nikolsky osler paget parkinson phalen plummer
+    vinson paterson kelly quincke raynaud reynolds rinne romberg roth rovsing schilling sjogren stokes
+    adams cheyne tinel trendelenburg trousseau turner virchow weber wells wernicke whipple wilson wolff
+    parkinson white zollinger ellison jones duckett kerley mallory weiss boerhaave reiter still hering
+    ottawa centor curb geneva grace timi heart wells nyha gold child pugh meld apache ranson glasgow
+    de musset samter saint beck levine's hollenhorst janeway koplik kayser fleischer bitot auer reed
+    sternberg giemsa wright leishman field shilling""".split()
+)  # fmt: skip
+# Codes: letters then digits ("IRI-3", "GlycoTrace-7"); real ones are listed (upper case, no hyphen).
+CODE_RE = re.compile(r"\b([A-Za-z]{2,}[A-Za-z]*)-?([A-Za-z]?\d{1,2}[A-Za-z]?)\b")
+KNOWN_CODE_PREFIXES = frozenset(
+    """hba hb a hrp g pd ns sglt glp dpp cox h b p y il cd her t d dm ace cyp nt probnp bnp type grade stage step
+    age class day days week weeks ng cg esh acc aha jnc icd covid omega vitamin vit phase level ckd nyha gold timi
+    qrisk score chads cha ds vasc hasbled fev ldl hdl pm ml mg mcg iu mmol mmhg kg bmi ec tb hiv hpv hsv ebv cmv
+    rsv sars mers apo lp tnf ifn ige igg igm iga ct mri pet ecg ekg stemi nstemi nste st mi tsh ft t fsh lh crp
+    esr alt ast ggt alp egfr uacr acr fit fobt fib ldh pldh pfhrp pvldh lamp pcr rdt who nice ada easd ish ers
+    esc escardio nhs cdc fda ema us uk eu kdigo kdoqi dsm icd oxford cyp pfk gp gps q qd bd tds od prn im iv sc
+    po pr sl mdi dpi copd ards hfref hfpef ras raas rasi arni mra ccb arb acei bp sbp dbp abpm hbpm vte pe dvt
+    cvd ascvd chd cad pad tia cva pci cabg nsaid nsaids ppi ppis iron fe vit mcv mch mchc rdw wbc rbc plt inr
+    aptt pt rr hr spo sao pao fio gcs avpu nd rd th""".split()
+)  # fmt: skip
+
+
+def _naming_context(text: str, start: int, end: int) -> bool:
+    return bool(NAMING_BEFORE.search(text[max(0, start - 24) : start]) or NAMING_AFTER.search(text[end : end + 24]))
+
+
+def _brand_like(word: str) -> bool:
+    """Capitalised and shaped like a product ("Normaxa", "PlasmoScan"): an inner capital, or not English."""
+    return word[0].isupper() and (any(c.isupper() for c in word[1:]) or len(word) >= 5)
+
+
 def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
-    """Long words of `text` that are no real word (see the module docstring), lower case, each once, in order."""
+    """Names in `text` that are no real word, drug, eponym or code, lower case, each once, in order:
+    - an unknown long word ending like a substance ("ferrolysin"), or any unknown long word in a naming context
+      ("a test called X", "serum X", "X level");
+    - an unknown capitalised word inside a sentence that is shaped like a product (an inner capital) or stands in
+      a naming context ("Lumafen tablets"); other capitalised words are taken for proper names;
+    - an eponym whose name is no known eponym and no real word ("Morrow's triad", "the Halvorsen sign");
+    - a letters-and-digits code whose letters are no known abbreviation ("IRI-3")."""
     extra = set(known_words)
     seen, out = set(), []
+
+    def add(name: str) -> None:
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+
+    for match in EPONYM_RE.finditer(text):
+        name = match.group(1)
+        parts = [p.lower() for p in re.split(r"[- ]", name)]
+        if any(p in KNOWN_EPONYMS for p in parts) or any(real_word(p, extra) and common_word(p) for p in parts):
+            continue
+        if all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
+            continue  # "Chest pain", "Blood tests": a capitalised ordinary phrase, not an eponym
+        add(name.lower())
+    for match in CODE_RE.finditer(text):
+        letters = match.group(1)
+        if letters.lower() in KNOWN_CODE_PREFIXES or letters.lower() in extra or letters.islower():
+            continue
+        if not any(c.isupper() for c in letters) or letters.lower() in {"mid", "late", "early", "covid"}:
+            continue
+        add(match.group(0).lower())
     for match in NAME_RE.finditer(text):
         w = match.group().lower()
         if w in seen or len(w) < MIN_NAME or not w.isalpha():
             continue
-        seen.add(w)
-        # A capital inside a sentence marks a proper name (an eponym: Hashimoto, Giemsa, Crohn), not a drug.
-        before = text[: match.start()].rstrip()
-        if match.group()[0].isupper() and before and before[-1] not in ".!?:-*•\n" and not before[-1].isdigit():
+        named = _naming_context(text, match.start(), match.end())
+        # A word made of medical parts ("cardio" + "lysin") passes as real, except where a name is expected.
+        camel = any(c.isupper() for c in match.group()[1:])  # "PlasmoScan": a product's shape
+        if listed_word(w, extra) or (real_word(w, extra) and not named and not camel):
             continue
-        if not real_word(w, extra):
-            out.append(w)
+        named = _naming_context(text, match.start(), match.end()) or text[match.end() : match.end() + 2] in (
+            f"-{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        )  # "Lumafen-Plus", "Zestoretic-XR": a product's name
+        before = text[: match.start()].rstrip()
+        inside = bool(before) and before[-1] not in ".!?:-*•\n" and not before[-1].isdigit()
+        if match.group()[0].isupper() and inside:
+            # A capital inside a sentence is a proper name (Hashimoto, Giemsa) unless it is shaped or used as a product.
+            if not (named or (_brand_like(match.group()) and any(c.isupper() for c in match.group()[1:]))):
+                continue
+        elif not (named or w.endswith(SUBSTANCE_ENDINGS)):
+            continue
+        add(w)
     return out
 
 
