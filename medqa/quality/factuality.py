@@ -678,8 +678,8 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
                 continue
             # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
-            clause = re.split(r"[,;:.]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
-            after = re.split(r"[,;:.]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
+            clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
+            after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
             warns = re.search(r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b", after)
@@ -749,7 +749,9 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     for it in items:
         label, why = "irrelevant", "no reference fact"
         stems = set(normalise(it.text)) - name_words
-        wrong = [r for r in (ref.wrong if ref else ()) if _rule_hit(r, it.sentence)]
+        # A question ("Q: Are beta-blockers first line?") asks; it claims nothing.
+        asks = it.sentence.rstrip().endswith("?")
+        wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
         wrong = [r for r in wrong if any(p.search(it.text) for p in r.patterns)]
         harms = [
             r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done

@@ -242,6 +242,9 @@ def score_answer(
     return m
 
 
+MIN_RECALL_FOR_RK = 0.2  # below it, supported items do not make an answer complete (see quality_score)
+
+
 def quality_score(m: dict, s: QualitySettings) -> float:
     """quality = form x content, in [0, 1]; 0 for an empty answer.
     form    = sum_k w_k c_k / sum_k w_k  (weights: QualitySettings.weights; a component that is unknown is
@@ -274,6 +277,10 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
     # Complete enough: half the expected facts, or K supported items (VeriScore's R@K), whichever is higher.
     r_k = min(1.0, m.get("n_supported", 0) / m["k"]) if m.get("k") else 0.0
+    # R@K stands in for recall only once the answer meets some expected fact: K loosely matched items that miss
+    # every expected group ("craving for sweets, a glucose above 200") are not a complete answer.
+    if m["fact_recall"] is not None and m["fact_recall"] < MIN_RECALL_FOR_RK:
+        r_k = 0.0
     content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
     content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
     content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)

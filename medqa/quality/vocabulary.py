@@ -188,6 +188,8 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         add(name.lower())
     for match in CODE_RE.finditer(text):
         letters = match.group(1)
+        if "-" not in match.group(0):
+            continue  # "PDE5", "DMT1", "TMPRSS6", "AT1": gene and receptor names; invented codes come hyphenated
         if letters.lower() in KNOWN_CODE_PREFIXES or letters.lower() in extra or letters.islower():
             continue
         if not any(c.isupper() for c in letters) or letters.lower() in {"mid", "late", "early", "covid"}:
