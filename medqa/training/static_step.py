@@ -105,6 +105,7 @@ class StaticStep:
     _captured: dict = field(default_factory=dict)
     _pool: object = None
     steps: dict = field(default_factory=lambda: {"eager": 0, "captured": 0, "replayed": 0})
+    tokens: dict = field(default_factory=lambda: {"real": 0, "computed": 0})  # computed: padding included
 
     def _params(self) -> list:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -124,6 +125,8 @@ class StaticStep:
         """Forward, loss and backward of `batch`; LoRA gradients end in `param.grad`. Returns (loss, real tokens)."""
         packed = pad_pack(batch, self.step, self.max_docs, self.pad_id)
         real = packed.pop("real_tokens")
+        self.tokens["real"] += real
+        self.tokens["computed"] += packed["input_ids"].shape[1]
         device = packed["input_ids"].device
         items = torch.as_tensor(num_items if num_items is not None else (packed["labels"][:, 1:] != -100).sum())
         items = items.to(device=device, dtype=torch.float32).clamp(min=1)
@@ -204,4 +207,5 @@ def install_static_step(trainer, step: int, graphs: bool) -> StaticStep:
         return loss
 
     trainer.training_step = types.MethodType(training_step, trainer)
+    trainer.static_step = runner  # its step and token counts, for the benchmarks
     return runner
