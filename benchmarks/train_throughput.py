@@ -54,6 +54,8 @@ ROWS = {
     # issue 19, second half: static packs (512-token buckets, one masked padding document), then CUDA graphs
     "b_flash": [*GPU, "train.flash_varlen=true"],
     "b_static": [*GPU, "train.flash_varlen=true", "train.static_packs=512"],
+    "b_static_flex": [*GPU, "train.static_packs=512"],  # static packs with flex attention (no flash_varlen)
+    "c_static": [*GPU, "quant=nf4", "train.static_packs=512"],
     "b_graphs": [*GPU, "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
     "b_graphs256": [*GPU, "train.flash_varlen=true", "train.static_packs=256", "train.cuda_graphs=true"],
     "c_graphs": [*GPU, "quant=nf4", "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
