@@ -69,7 +69,7 @@ class TrainSettings:
         if self.static_packs < 0:
             out.append(f"train.static_packs={self.static_packs!r}: must be >= 0 (0: off)")
         if self.static_packs and not (self.padding_free and self.grad_accum == 1):
-            out.append("train.static_packs: needs train.padding_free=true and train.grad_accum=1")
+            out.append("train.static_packs: needs train.padding_free=true and train.grad_accum=1 (else set it to 0)")
         if self.cuda_graphs and not (self.static_packs and self.flash_varlen):
             out.append("train.cuda_graphs=True: needs train.static_packs > 0 and train.flash_varlen=true")
         if self.select_by not in SELECT_RULES:

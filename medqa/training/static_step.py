@@ -182,12 +182,16 @@ class StaticStep:
         return _Graph(graph, static, loss, grads)
 
 
-def install_static_step(trainer, step: int, graphs: bool) -> StaticStep:
+def install_static_step(trainer, step: int, graphs: bool) -> StaticStep | None:
     """Replace `trainer.training_step` (TRL's SFTTrainer, padding-free, one process, no gradient accumulation)
-    by a `StaticStep`; batches it cannot take (not packed, another shape) go to the trainer's own step."""
+    by a `StaticStep`; batches it cannot take (not packed, another shape) go to the trainer's own step. Under
+    several processes (DDP) it changes nothing and returns None."""
     args = trainer.args
-    if args.gradient_accumulation_steps != 1 or args.world_size != 1:
-        raise ValueError("train.static_packs: needs train.grad_accum=1 on one process (gradients are set, not summed)")
+    if args.gradient_accumulation_steps != 1:
+        raise ValueError("train.static_packs: needs train.grad_accum=1 (or train.static_packs=0)")
+    if args.world_size != 1:  # DDP reduces gradients in the wrapped forward/backward, which this step bypasses
+        print(f"train.static_packs: not used with {args.world_size} processes; TRL's own step trains", flush=True)
+        return None
     if graphs and not torch.cuda.is_available():
         raise ValueError("train.cuda_graphs=true: needs a CUDA GPU")
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
