@@ -22,7 +22,12 @@ VARIANTS = {
     "fused_blocks": {"fused_lora": True, "fused_blocks": True},
     "flash_varlen": {"fused_lora": True, "flash_varlen": True},
     "fused_blocks + flash_varlen": {"fused_lora": True, "fused_blocks": True, "flash_varlen": True},
-}
+    "fused_blocks + static_packs (flex)": {"fused_lora": True, "fused_blocks": True, "static_packs": 512},
+    "+ static_packs": {"fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512},
+    "+ cuda_graphs": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
+    },
+}  # fmt: skip
 
 
 def run_variant(settings, changes: dict, steps: int, out: str) -> dict:

@@ -51,6 +51,14 @@ ROWS = {
     "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false"],  # b as issue 7 left it
     "b_noflash": [*GPU, "train.flash_varlen=false"],
     "b_noblocks": [*GPU, "train.fused_blocks=false"],
+    # issue 19, second half: static packs (512-token buckets, one masked padding document), then CUDA graphs
+    "b_flash": [*GPU, "train.flash_varlen=true"],
+    "b_static": [*GPU, "train.flash_varlen=true", "train.static_packs=512"],
+    "b_static_flex": [*GPU, "train.static_packs=512"],  # static packs with flex attention (no flash_varlen)
+    "c_static": [*GPU, "quant=nf4", "train.static_packs=512"],
+    "b_graphs": [*GPU, "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
+    "b_graphs256": [*GPU, "train.flash_varlen=true", "train.static_packs=256", "train.cuda_graphs=true"],
+    "c_graphs": [*GPU, "quant=nf4", "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
     "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
@@ -100,12 +108,16 @@ def run_row(
     class Clock(TrainerCallback):
         marks: dict = {}
         profiler = None
+        static: dict = {}
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step in (warmup, warmup + steps, warmup + steps + profiled):
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 self.marks[state.global_step] = (time.perf_counter(), state.num_input_tokens_seen)
+                runner = getattr(trainer, "static_step", None)
+                if runner is not None:  # static packs: graphs captured and tokens computed in the timed steps
+                    self.static[state.global_step] = {**runner.steps, **runner.tokens}
             if profile and state.global_step == warmup + steps:
                 self.profiler = torch.profiler.profile(activities=_activities(torch))
                 self.profiler.__enter__()
@@ -125,6 +137,10 @@ def run_row(
     trainer.train()
     (t0, n0), (t1, n1) = clock.marks[warmup], clock.marks[warmup + steps]
     tok_s = (n1 - n0) / (t1 - t0)
+    static = None
+    if clock.static:
+        before, after = clock.static[warmup], clock.static[warmup + steps]
+        static = {k: after[k] - before[k] for k in after}  # in the timed steps only
     peak = common.peak_flops()
     gpus = int(os.environ.get("WORLD_SIZE", "1"))
     if profile:
@@ -143,6 +159,7 @@ def run_row(
         "params": n_params,
         "trainable": trainable,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "static_packs": static,
     }
 
 
@@ -210,7 +227,9 @@ def print_table(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="a,b,c", help=f"comma-separated, from {sorted(ROWS)}")
+    parser.add_argument(
+        "--rows", default="a,b,c", help=f"comma-separated, from {sorted(ROWS)}; ROW:N times N steps for that row"
+    )
     parser.add_argument("--shape", default="llama32_3b", choices=sorted(common.SHAPES))
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3, help="optimizer steps before the clock starts")
@@ -218,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench")))
     parser.add_argument("--json", type=Path, help="write all results here")
     parser.add_argument("--profile", type=Path, help="also profile 2 steps a row; tables go to PROFILE/<row>.txt")
+    parser.add_argument("--profile-rows", help="profile only these rows (default: all)")
     parser.add_argument("--row-timeout", type=float, default=300, help="seconds before a row is stopped")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = parser.parse_args(argv)
@@ -226,16 +246,18 @@ def main(argv: list[str] | None = None) -> None:
         result = run_row(args.one, args.shape, args.steps, args.warmup, args.examples, args.root, args.profile)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    rows = args.rows.split(",")
+    steps_of = {r.split(":")[0]: int(r.split(":")[1]) if ":" in r else args.steps for r in args.rows.split(",")}
+    rows = list(steps_of)
+    profiled_rows = set(args.profile_rows.split(",")) if args.profile_rows else set(rows)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {sorted(ROWS)}")
     common.random_checkpoint(args.shape, args.root)
     results = []
     for name in rows:
-        cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(args.steps)]
+        cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(steps_of[name])]
         cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
-        cmd += ["--profile", str(args.profile)] if args.profile else []
+        cmd += ["--profile", str(args.profile)] if args.profile and name in profiled_rows else []
         started = time.time()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)

@@ -39,6 +39,8 @@ class TrainSettings:
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     fused_blocks: bool = False  # q/k/v as one node, the MLP as one node (medqa.model.fused_blocks): same function
     flash_varlen: bool = False  # FlashAttention-2 varlen on padding-free packs while training (model.varlen_attention)
+    static_packs: int = 0  # pad each pack to a multiple of this many tokens (training.static_step); 0: off
+    cuda_graphs: bool = False  # capture each static pack's forward + backward once, replay it (training.static_step)
     torch_compile: bool = False
     compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes); 32% slower on an H100
     seed: int = 42
@@ -64,6 +66,12 @@ class TrainSettings:
             out.append(f"train.precision={self.precision!r}: expected one of {sorted(PRECISIONS)}")
         if self.flash_varlen and not self.padding_free:
             out.append("train.flash_varlen=True: needs train.padding_free=true")
+        if self.static_packs < 0:
+            out.append(f"train.static_packs={self.static_packs!r}: must be >= 0 (0: off)")
+        if self.static_packs and not (self.padding_free and self.grad_accum == 1):
+            out.append("train.static_packs: needs train.padding_free=true and train.grad_accum=1 (else set it to 0)")
+        if self.cuda_graphs and not (self.static_packs and self.flash_varlen):
+            out.append("train.cuda_graphs=True: needs train.static_packs > 0 and train.flash_varlen=true")
         if self.select_by not in SELECT_RULES:
             out.append(f"train.select_by={self.select_by!r}: expected one of {list(SELECT_RULES)}")
         if self.select_by != "last" and self.save_steps % max(self.eval_steps, 1):

@@ -15,6 +15,7 @@ from medqa.probing.recorder import SELECT_METRIC
 from medqa.settings.model import LoraSettings
 from medqa.settings.quality import SELECT_RULES
 from medqa.settings.training import TrainSettings
+from medqa.training.static_step import install_static_step
 
 
 def sft_config(train: TrainSettings, output_dir: Path, report_to: str, evaluate: bool = True):
@@ -115,4 +116,6 @@ def build_trainer(
         use_flash_varlen(trainer.model)
     if train.compile_layers:
         compile_decoder_layers(trainer.model)
+    if train.static_packs:
+        install_static_step(trainer, train.static_packs, train.cuda_graphs)
     return trainer
