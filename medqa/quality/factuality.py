@@ -664,6 +664,27 @@ def _rule_hit(rule: Rule, sentence: str) -> bool:
     return not any(p.search(sentence) for p in rule.unless)
 
 
+# A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
+# properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
+DEFICIT = re.compile(
+    r"(?i)\b(poor|poorly|low|lack|lacking|reduced|inadequate|insufficient|too little|deficien\w*|not enough)\b"
+)
+
+
+def _carries(rule: Rule, it: Item, done: set[tuple[str, str]]) -> bool:
+    """Whether item `it` carries a wrong claim its sentence makes: the claim's words are in the item, or the claim
+    spans enumeration parts ("always causes sudden, crushing chest pain") and this is the first item inside it."""
+    if any(p.search(it.text) for p in rule.patterns):
+        return True
+    if (rule.id, it.sentence) in done:
+        return False
+    for p in rule.patterns:
+        m = p.search(it.sentence)
+        if m and it.text and (it.text in m.group() or m.group() in it.text or m.group()[:20] in it.text):
+            return True
+    return False
+
+
 def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
     """Rubric items met by a sentence: a pattern matches and no negation sits before it in its clause."""
     hits = []
@@ -745,6 +766,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     own_facts = Pool([f for f in own.facts if f.aspect != "summary"])
     own_stems = reference_stems(ref)
     harm_done: set[tuple[str, str]] = set()
+    wrong_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
         label, why = "irrelevant", "no reference fact"
@@ -752,7 +774,8 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         # A question ("Q: Are beta-blockers first line?") asks; it claims nothing.
         asks = it.sentence.rstrip().endswith("?")
         wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
-        wrong = [r for r in wrong if any(p.search(it.text) for p in r.patterns)]
+        wrong = [r for r in wrong if _carries(r, it, wrong_done)]
+        wrong_done |= {(r.id, it.sentence) for r in wrong}
         harms = [
             r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
         ]
@@ -788,7 +811,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                 opposite = pol and f_own.polar and not (pol & f_own.polar)
                 if f_own.aspect == "summary" and (denies != f_own.negated or opposite):
                     why = f"a remark on '{f_own.text}'"  # background prose is no basis for a contradiction
-                elif (denies and not f_own.negated) or opposite:
+                elif ((denies and not f_own.negated) or opposite) and not (denies and DEFICIT.search(f_own.text)):
                     label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
                 elif f_own.negated and not denies:
                     # The item names what the reference qualifies ("beta-blockers ... for another reason"); a
