@@ -203,6 +203,11 @@ def negated(text: str, strict: bool = False) -> bool:
     text = re.sub(r"\b(?:if|unless|provided)\b[^,;.]*", " ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
+    # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
+    text = re.sub(r"(\w+\W+\w+\W+)\b(?:rather than|instead of)\b[^,;.]*", r"\1", text)
+    # A negation inside a relative clause names a group ("women who no longer have periods"); it denies nothing.
+    text = re.sub(r"\b(?:who|that|which)\s+(?:no longer|don't|do not|cannot|can't|never|are not|aren't)\b[^,;.]*",
+                  " ", text)  # fmt: skip
     return bool(pattern.search(text))
 
 

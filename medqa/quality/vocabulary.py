@@ -120,8 +120,8 @@ NAMING_AFTER = re.compile(
 )
 # Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
 EPONYM_RE = re.compile(
-    r"\b([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?\s+(sign|reflex|triad|tetrad|test|manoeuvre|maneuver|"
-    r"phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
+    r"\b([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?(?:\s+[a-z]+)?\s+(sign|reflex|triad|tetrad|test|manoeuvre|"
+    r"maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale)\b"
 )
 KNOWN_EPONYMS = frozenset(
@@ -136,7 +136,9 @@ KNOWN_EPONYMS = frozenset(
     parkinson white zollinger ellison jones duckett kerley mallory weiss boerhaave reiter still hering
     ottawa centor curb geneva grace timi heart wells nyha gold child pugh meld apache ranson glasgow
     de musset samter saint beck levine's hollenhorst janeway koplik kayser fleischer bitot auer reed
-    sternberg giemsa wright leishman field shilling""".split()
+    sternberg giemsa wright leishman field shilling willebrand cameron hashimoto crigler najjar dubin waterhouse
+    friderichsen bernard soulier glanzmann fanconi diamond blackfan barlow hutchinson peutz jeghers osler rendu
+    weber lynch gardner zenker meckel hirschsprung""".split()
 )  # fmt: skip
 # Codes: letters then digits ("IRI-3", "GlycoTrace-7"); real ones are listed (upper case, no hyphen).
 CODE_RE = re.compile(r"\b([A-Za-z]{2,}[A-Za-z]*)-?([A-Za-z]?\d{1,2}[A-Za-z]?)\b")
@@ -181,8 +183,11 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
     for match in EPONYM_RE.finditer(text):
         name = match.group(1)
         parts = [p.lower() for p in re.split(r"[- ]", name)]
+        possessive = bool(re.search(r"('s|’s|s')\s", match.group(0)))
         if any(p in KNOWN_EPONYMS for p in parts) or any(real_word(p, extra) and common_word(p) for p in parts):
             continue
+        if not possessive and all(listed_word(p, extra) for p in parts):
+            continue  # "Coeliac disease", "Graves disease": a word the lists know, not a made-up name
         if all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
             continue  # "Chest pain", "Blood tests": a capitalised ordinary phrase, not an eponym
         add(name.lower())
