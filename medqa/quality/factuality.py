@@ -770,7 +770,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     )
     own_facts = Pool([f for f in own.facts if f.aspect != "summary"])
     own_stems = reference_stems(ref)
-    harm_done: set[tuple[str, str]] = set()
+    harm_done: set[str] = set()  # sentences whose harmful advice is already counted: one advice, one penalty
     wrong_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
@@ -782,14 +782,14 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}
         harms = [
-            r for r in _harm_hits(it.sentence, ref.condition if ref else None) if (r.id, it.sentence) not in harm_done
+            r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done
         ]
         harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:
             label, why = "unsupported", f"wrong: {wrong[0].text}"
         elif harms:
-            harm_done.add((harms[0].id, it.sentence))
+            harm_done.add(it.sentence)
             label, why = "unsupported", f"harm ({harms[0].points:+g}): {harms[0].text}"
         elif invented:
             label, why = "unsupported", f"invented drug name: {', '.join(invented)}"
