@@ -29,7 +29,8 @@ PYTHONPATH=/tmp/site-med:$PWD timeout 90 python3 benchmarks/unsloth_row.py --wri
 echo "examples rc=$? at ${SECONDS}s"; tail -2 "$out/examples.log"
 
 unsloth() {  # $1 variant, $2 seconds
-  PYTHONPATH=/tmp/site-uns timeout "$2" python3 benchmarks/unsloth_row.py --checkpoint "$root/llama32_3b" \
+  # site-med after site-uns: its trl/datasets are shadowed; it lends what the image lacks (pydantic, platformdirs)
+  PYTHONPATH=/tmp/site-uns:/tmp/site-med timeout "$2" python3 benchmarks/unsloth_row.py --checkpoint "$root/llama32_3b" \
     --examples "$root/examples.json" --variants "$1" --steps "$steps" --warmup "$warmup" --row-timeout "$(($2 - 5))" \
     --root "$root" --json "$out/unsloth.jsonl" >> "$out/unsloth.log" 2>&1
   echo "unsloth $1 rc=$? at ${SECONDS}s"; grep '^{' "$out/unsloth.log" | tail -1 | cut -c1-900
