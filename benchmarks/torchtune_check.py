@@ -11,6 +11,20 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from pathlib import Path
+
+
+def _load_recipe() -> None:
+    """Execute the single-device LoRA recipe's module (its imports are part of the check). torchtune's `recipes`
+    folder refuses `import recipes.x` by design (they are run by `tune run`), so it is loaded from its file."""
+    import importlib.util
+
+    import torchtune
+
+    path = Path(torchtune.__file__).resolve().parent.parent / "recipes" / "lora_finetune_single_device.py"
+    spec = importlib.util.spec_from_file_location("lora_finetune_single_device", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
 
 
 def check() -> dict:
@@ -22,7 +36,7 @@ def check() -> dict:
         import torchtune
 
         out["versions"] = {"torchtune": torchtune.__version__, "torch": torch.__version__}
-        import recipes.lora_finetune_single_device  # noqa: F401 - the recipe's own imports are part of the check
+        _load_recipe()
         from torchtune.models.llama3_2 import lora_llama3_2_3b
         from torchtune.modules.peft import get_adapter_params, set_trainable_params
 
