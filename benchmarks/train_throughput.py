@@ -25,6 +25,7 @@ import common  # noqa: E402
 
 SEED = ["train=seed_t4", "train.precision=bf16", "train.optim=adamw_torch"]  # T4 had fp16 only; H100 runs bf16
 GPU = ["train=gpu"]
+TRL_STEP = ["train.static_packs=0"]  # TRL's own training step, not medqa's static packs
 ROWS = {
     # (a) the seed: batch 4 x accum 4, right padding to the longest, gradient checkpointing, no packing.
     "a": SEED,
@@ -45,10 +46,11 @@ ROWS = {
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
     "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
-    # PEFT's own LoRA forward with flex attention: what TRL + PEFT with padding-free packing gives a user
-    "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
+    # PEFT's own LoRA forward with flex attention and TRL's own step: what TRL + PEFT with padding-free packing gives
+    # a user. static_packs=0: train=gpu adopted medqa's static step (s7), which b_peft inherited until s8
+    "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],
     # issue 19's levers, each taken out of b (train=gpu) again
-    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false"],  # b as issue 7 left it
+    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],  # b as issue 7 left it
     "b_noflash": [*GPU, "train.flash_varlen=false"],
     "b_noblocks": [*GPU, "train.fused_blocks=false"],
     # issue 19, second half: static packs (512-token buckets, one masked padding document), then CUDA graphs
@@ -59,7 +61,8 @@ ROWS = {
     "b_graphs": [*GPU, "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
     "b_graphs256": [*GPU, "train.flash_varlen=true", "train.static_packs=256", "train.cuda_graphs=true"],
     "c_graphs": [*GPU, "quant=nf4", "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
-    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false"],
+    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false",
+               *TRL_STEP],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],

@@ -54,3 +54,21 @@ def test_useful_mfu_divides_by_every_gpus_peak():
     assert one == round(4 * 3_212_749_824 * 15_000 / 989e12, 4)
     assert common.useful_mfu(3_212_749_824, 30_000, 989e12, gpus=2) == one
     assert common.useful_mfu(3_212_749_824, 30_000, None, gpus=2) is None
+
+
+def test_peer_rows_train_with_trls_own_step():
+    """b_peft (TRL + PEFT) and the other peer rows must not inherit medqa's static-pack step from train=gpu, while
+    b keeps it: b_peft measured medqa's step instead of TRL's for as long as they did (s8 call, RESULTS.md)."""
+    sys.path.insert(0, str(BENCH))
+    import train_throughput
+
+    from medqa.config.build import settings_from_cfg
+    from medqa.config.compose import compose_config
+
+    def train_of(row: str):
+        return settings_from_cfg(compose_config(["model=llama32_3b", *train_throughput.ROWS[row]])).train
+
+    for row in ("b_peft", "b_prev", "c_peft"):
+        assert train_of(row).static_packs == 0, row
+    assert not train_of("b_peft").fused_lora and not train_of("b_peft").fused_blocks
+    assert train_of("b").static_packs > 0

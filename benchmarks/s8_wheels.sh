@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The folder the s8 call carries (benchmarks/s8_call.sh), built here with PyPI reachable:
+#   bash benchmarks/s8_wheels.sh /work/main/wheels    # then carry `wheels`; see the command in RESULTS.md (s8)
+# med/: gpu_wheels.sh less bitsandbytes and drug-named-entity-recognition (b_peft imports neither), 28 MB.
+# uns/: Unsloth 2026.10.9 without its 80 MB `studio/` web UI, and its own trl 1.15 / datasets 4.8.5 (Unsloth pins
+#       trl<=1.15, datasets<5); bitsandbytes (CUDA 13 build only) because unsloth_zoo's patch_model_and_tokenizer
+#       raises ImportError without it even for 16-bit LoRA (seen in the s8 call); diffusers and hf_transfer are left
+#       out (nothing Unsloth imports for this row needs them). 15 MB.
+# tt/:  torchtune 0.6.1 and what the image lacks; torchao 0.15.0, the last release with both `int4_weight_only`
+#       (its recipe imports it; 0.16 dropped it) and `nf4tensor`. 11 MB.
+# bench/: this branch's benchmarks/ (the device gets /work/main's checkout; the call copies these over it). The whole
+#       folder plus /work/main's 12 MB tree must stay under the 64 MiB a call carries.
+set -euo pipefail
+dest=${1:?usage: s8_wheels.sh DEST}
+here=$(cd "$(dirname "$0")" && pwd)
+platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
+           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+download() { local to=$1; shift; python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+             --implementation cp "${platforms[@]}" -d "$to" "$@"; }
+mkdir -p "$dest"/{med,uns,tt,bench}
+tmp=$(mktemp -d)
+bash "$here/gpu_wheels.sh" "$tmp/med" > /dev/null
+find "$tmp/med" -name '*.whl' ! -name 'bitsandbytes-*' ! -name 'drug_named_entity_recognition-*' -exec cp {} "$dest/med/" \;
+cp "$tmp"/med/bitsandbytes-*.whl "$dest/uns/"  # gpu_wheels.sh's repack: CUDA 13 and CPU libraries only
+download "$tmp/uns" unsloth==2026.10.9
+(mkdir "$tmp/u" && cd "$tmp/u" && unzip -q "$tmp"/uns/unsloth-*.whl && rm -rf studio && zip -qr "$tmp/unsloth.whl" .)
+mv "$tmp/unsloth.whl" "$dest/uns/$(basename "$tmp"/uns/unsloth-*.whl)"
+download "$dest/uns" unsloth_zoo==2026.10.9 trl==1.15.0 datasets==4.8.5 torchao==0.17.0 cut_cross_entropy==25.1.1 \
+  tyro==1.0.17 docstring-parser==0.18.0 typeguard==4.6.1 shtab==1.13.0 msgspec==0.23.0 json5==0.17.3 \
+  structlog==26.1.0 nest-asyncio==1.6.0 dill==0.4.1 multiprocess==0.70.19
+download "$dest/tt" torchtune==0.6.1 torchdata==0.11.0 torchao==0.15.0 blobfile==3.3.0 pycryptodomex==3.24.2 \
+  kagglehub==1.0.3 kagglesdk==0.1.38
+cp "$here"/*.py "$here"/*.sh "$dest/bench/"
+rm -rf "$tmp"
+du -sh "$dest"/*
