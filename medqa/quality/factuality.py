@@ -683,9 +683,10 @@ def _carries(rule: Rule, it: Item, done: set[tuple[str, str]]) -> bool:
         return True
     if (rule.id, it.sentence) in done:
         return False
+    start = it.sentence.find(it.text) if it.text else -1
     for p in rule.patterns:
         m = p.search(it.sentence)
-        if m and it.text and (it.text in m.group() or m.group() in it.text or m.group()[:20] in it.text):
+        if m and start >= 0 and start < m.end() and m.start() < start + len(it.text):  # the item overlaps the claim
             return True
     return False
 

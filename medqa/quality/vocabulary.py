@@ -120,9 +120,9 @@ NAMING_AFTER = re.compile(
 )
 # Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
 EPONYM_RE = re.compile(
-    r"\b([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?(?:\s+[a-z]+)?\s+(sign|reflex|triad|tetrad|test|manoeuvre|"
-    r"maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
-    r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale)\b"
+    r"\b([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?(?:\s+[a-z]+(?:-[a-z]+)?)?\s+(sign|reflex|triad|tetrad|test|"
+    r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
+    r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap)\b"
 )
 KNOWN_EPONYMS = frozenset(
     """addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
@@ -184,8 +184,10 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         name = match.group(1)
         parts = [p.lower() for p in re.split(r"[- ]", name)]
         possessive = bool(re.search(r"('s|’s|s')\s", match.group(0)))
-        if any(p in KNOWN_EPONYMS for p in parts) or any(real_word(p, extra) and common_word(p) for p in parts):
+        if any(p in KNOWN_EPONYMS for p in parts):
             continue
+        if not possessive and any(real_word(p, extra) and common_word(p) for p in parts):
+            continue  # "Chest pain", "Heart rate": capitalised everyday words; "Marsh's sign" is still a name
         if not possessive and all(listed_word(p, extra) for p in parts):
             continue  # "Coeliac disease", "Graves disease": a word the lists know, not a made-up name
         if all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
