@@ -151,6 +151,8 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     forbidden = []
     for claim in probe.forbid:
         for sentence in segments(text):
+            if sentence.rstrip().endswith("?"):
+                continue  # a question asks; it claims nothing ("Why aren't beta-blockers first line?")
             if (
                 find_phrases(claim.terms, sentence)
                 and (not claim.context or find_phrases(claim.context, sentence))
