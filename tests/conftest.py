@@ -10,7 +10,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+# isort: off
+import medqa  # noqa: F401  (first: sets how torch's OpenMP threads wait, before transformers loads torch)
 from transformers import TrainerCallback
+# isort: on
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
