@@ -157,9 +157,11 @@ def test_cli_main_job_prints_summary(base_dir, tmp_path, shrink_overrides, run_m
         "train=smoke",
         "data.total=80",
         "decoding.max_new_tokens=16",
+        "quality.heldout_questions=86",  # the main job's full held-out set, once (other tests answer 14)
         "tracking=none",
         f"hydra.run.dir={run_dir}",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "eval loss" in out.stdout and f"run dir:      {run_dir}" in out.stdout
+    assert len((run_dir / "heldout.jsonl").read_text().splitlines()) == 86 * 3  # evals at steps 0, 3, 6
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "run.json").exists()

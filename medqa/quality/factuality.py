@@ -378,14 +378,21 @@ class Pool:
 
 
 def candidates(stems: set[str], pool: Pool) -> list[Fact]:
-    """The facts of `pool` that share a stem with `stems`."""
-    index = _index()
+    """The facts of `pool` that share a stem with `stems`, in knowledge-table order: `_best` keeps the first of
+    equally good facts, so the order must not follow the set's (hash-seeded, per-process) iteration order."""
+    index, order = _index(), _table_order()
     seen: dict[int, Fact] = {}
     for s in stems:
         for f in index.get(s, ()):
             if id(f) in pool.ids:
                 seen.setdefault(id(f), f)
-    return list(seen.values()) + [f for f in pool.outside if f.stems & stems]
+    return sorted(seen.values(), key=lambda f: order[id(f)]) + [f for f in pool.outside if f.stems & stems]
+
+
+@lru_cache(maxsize=1)
+def _table_order() -> dict[int, int]:
+    """id of a knowledge fact -> its position in the table."""
+    return {id(f): i for i, f in enumerate(knowledge_facts())}
 
 
 # --- references ----------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def invented_terms(text: str, known_words: Iterable[str] = ()) -> tuple[list[str
     dictionary nor in the shipped corpus nor in `known_words` (e.g. a run's training text). Lower case,
     each word once, in order of appearance."""
     known = shipped_words()
-    extra = set(known_words)
+    extra = known_words if isinstance(known_words, set | frozenset) else set(known_words)  # no copy per item
     seen, candidates, invented = set(), [], []
     for match in NAME_RE.finditer(text):
         w = match.group().lower()
