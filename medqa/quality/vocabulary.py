@@ -114,11 +114,13 @@ def _strip_prefix(w: str) -> set[str]:
 # ("comorbidities", "vulvovaginal", "pagophagia") and is not counted.
 SUBSTANCE_ENDINGS = (
     "in", "ine", "ase", "ide", "ate", "one", "ol", "an", "ax", "ex", "ix", "yl", "il", "ene", "ane", "ium", "ox",
+    "or", "ar", "el", "yx", "ys",
 )  # fmt: skip
 # Words that announce a name: "a test called X", "serum X", "X level", "the X sign".
 NAMING_BEFORE = re.compile(
     r"(?i)\b(?:called|named|known as|termed|brand|branded|marketed as|serum|plasma|blood|urinary|urine|new drug|"
-    r"new test|tablets? of|the drug|the test|the marker)\W{1,3}$"
+    r"new test|tablets? of|the drug|the test|the marker|add|adds|added|give|gives|given|prescribe|prescribed|"
+    r"take|takes|taking|try|tried|dose of|course of|treated with|treat with|started on|start on)\W{1,3}$"
 )
 NAMING_AFTER = re.compile(
     r"(?i)^\W{0,3}(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
