@@ -21,6 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
 # A cache of this session's own (only non-default recipes build into it); subprocesses inherit it.
 os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
+# torch.compile's kernel cache of this session only: inductor's cache key ignores ATEN_CPU_CAPABILITY, so kernels
+# compiled natively (AVX-512) were reused by a run forced to AVX2 and crashed it (segfault in test_fused_lora).
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="medqa-test-inductor-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
