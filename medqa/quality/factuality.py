@@ -123,9 +123,21 @@ def _alternation(variants: list[str]) -> str:
 
 
 @lru_cache(maxsize=1)
+def _lexicon_data() -> dict:
+    """medqa/assets/fact_lexicon.yaml, parsed once."""
+    return yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=8)
+def _stem_list(key: str) -> frozenset[str]:
+    """The stems of one word list of fact_lexicon.yaml (`modifiers`, `incidental`, `medical`)."""
+    return frozenset(stem(str(w).lower()) for w in _lexicon_data().get(key) or [])
+
+
+@lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
     """The fact vocabulary of medqa/assets/fact_lexicon.yaml, compiled."""
-    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
+    data = _lexicon_data()
     rules: list[tuple[str, str]] = []
     for canon, variants in (data.get("classes") or {}).items():
         rules.append((_alternation([str(v) for v in variants]), canon))
@@ -291,30 +303,15 @@ def specific(stems: set[str] | frozenset[str]) -> bool:
     return not set(stems) <= _generic()
 
 
-@lru_cache(maxsize=1)
-def _modifiers() -> frozenset[str]:
-    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
-    return frozenset(stem(str(w).lower()) for w in data.get("modifiers") or [])
-
-
 def core(stems: set[str] | frozenset[str]) -> set[str]:
     """The naming words of `stems`: neither generic nor a modifier (colour, degree, side, body site...)."""
-    return {s for s in stems if s not in _generic() and s not in _modifiers()}
-
-
-@lru_cache(maxsize=1)
-def _incidental() -> frozenset[str]:
-    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
-    return frozenset(stem(str(w).lower()) for w in data.get("incidental") or [])
+    return {s for s in stems if s not in _generic() and s not in _stem_list("modifiers")}
 
 
 @lru_cache(maxsize=1)
 def _medical_terms() -> frozenset[str]:
     """Stems that name medical things beyond the knowledge table: fact_lexicon.yaml `medical` and drug classes."""
-    data = yaml.safe_load(LEXICON.read_text(encoding="utf-8"))
-    out = {stem(str(w).lower()) for w in data.get("medical") or []}
-    out |= {stem(str(c).lower()) for c in data.get("classes") or {}}
-    return frozenset(out)
+    return _stem_list("medical") | {stem(str(c).lower()) for c in _lexicon_data().get("classes") or {}}
 
 
 @lru_cache(maxsize=1)
@@ -352,7 +349,7 @@ def strong_other(shared: set[str], fact: Fact, own_stems: frozenset[str], prose:
     # named fact: a single distinct word must be a medical name (a condition's, a drug class, fact_lexicon
     # `medical`). A list item is a claim of the asked aspect: there one word of another condition's fact suffices.
     if len(distinct) < 2 and not distinct & (_medical_terms() | _condition_words()):
-        if prose or distinct <= _incidental():
+        if prose or distinct <= _stem_list("incidental"):
             return False
     return weight(c_shared) >= 0.5 * weight(c_fact)
 
@@ -625,7 +622,6 @@ class Item:
     sentence: str
     group: int  # items of one list or one sentence share a group
     is_list: bool  # part of an enumeration: a marked list line, or one of 3+ parts of a sentence
-    marked: bool = False  # on a marked list line ("- ...", "1. ...")
 
 
 def _plain(text: str) -> str:
@@ -649,7 +645,7 @@ def split_items(text: str) -> list[Item]:
                 list_group = group
             body = MARKER.sub("", line)
             parts = [p for p in ENUM_SPLIT.split(body) if p and p.strip(" .:")]
-            items += [Item(_plain(p.strip(" .")), _plain(body), list_group, True, True) for p in parts]
+            items += [Item(_plain(p.strip(" .")), _plain(body), list_group, True) for p in parts]
             continue
         list_group = None
         if line.endswith(":") and len(line.split()) <= 8:
@@ -666,6 +662,11 @@ def split_items(text: str) -> list[Item]:
 
 
 # --- labels --------------------------------------------------------------------------------------------------
+
+
+def is_question(sentence: str) -> bool:
+    """A question ("Q: Are beta-blockers first line?") asks; it claims nothing."""
+    return sentence.rstrip().endswith("?")
 
 
 def _rule_hit(rule: Rule, sentence: str) -> bool:
@@ -784,8 +785,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     for it in items:
         label, why = "irrelevant", "no reference fact"
         stems = set(normalise(it.text)) - name_words
-        # A question ("Q: Are beta-blockers first line?") asks; it claims nothing.
-        asks = it.sentence.rstrip().endswith("?")
+        asks = is_question(it.sentence)
         wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}

@@ -95,6 +95,11 @@ def shipped_words() -> frozenset[str]:
     return frozenset(corpus_words(texts))
 
 
+def as_set(words_: Iterable[str]) -> set[str] | frozenset[str]:
+    """`words_` itself when it is a set already (a run's known words: no copy per word or item checked)."""
+    return words_ if isinstance(words_, set | frozenset) else set(words_)
+
+
 def drug_like(word: str) -> bool:
     """A word shaped like a generic drug name: at least MIN_DRUG_WORD letters, ending in a drug stem
     (a plural s is ignored)."""
@@ -127,7 +132,7 @@ def invented_terms(text: str, known_words: Iterable[str] = ()) -> tuple[list[str
     dictionary nor in the shipped corpus nor in `known_words` (e.g. a run's training text). Lower case,
     each word once, in order of appearance."""
     known = shipped_words()
-    extra = known_words if isinstance(known_words, set | frozenset) else set(known_words)  # no copy per item
+    extra = as_set(known_words)
     seen, candidates, invented = set(), [], []
     for match in NAME_RE.finditer(text):
         w = match.group().lower()

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-from medqa.quality.factuality import Reference, factuality, normalise, reference_for_probe, reference_stems
+from medqa.quality.factuality import (
+    Reference,
+    factuality,
+    is_question,
+    normalise,
+    reference_for_probe,
+    reference_stems,
+)
 from medqa.quality.lexicon import STOPWORDS, leaks, words
 from medqa.quality.probe_specs import find_phrases, phrase_pattern
 from medqa.quality.vocabulary import invented as invented_terms
@@ -151,8 +158,8 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     forbidden = []
     for claim in probe.forbid:
         for sentence in segments(text):
-            if sentence.rstrip().endswith("?"):
-                continue  # a question asks; it claims nothing ("Why aren't beta-blockers first line?")
+            if is_question(sentence):
+                continue
             if (
                 find_phrases(claim.terms, sentence)
                 and (not claim.context or find_phrases(claim.context, sentence))

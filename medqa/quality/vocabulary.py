@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from medqa.core.paths import ASSETS, CONF_DIR
-from medqa.quality.lexicon import NAME_RE, invented_terms, known_drug, shipped_words, words
+from medqa.quality.lexicon import NAME_RE, as_set, invented_terms, known_drug, shipped_words, words
 
 MIN_NAME = 7
 # Greek/Latin word parts of real clinical terms (an invented drug name is built from none of them).
@@ -67,11 +67,6 @@ def _known() -> frozenset[str]:
     return english_words() | shipped_words() | asset_words()
 
 
-def _as_set(words_: Iterable[str]) -> set[str] | frozenset[str]:
-    """`words_` itself when it is a set already (a run's known words: no copy per word checked)."""
-    return words_ if isinstance(words_, set | frozenset) else set(words_)
-
-
 def _variants(w: str) -> set[str]:
     out = {w}
     for pattern, repl in _BRITISH:
@@ -84,16 +79,15 @@ def _variants(w: str) -> set[str]:
 def listed_word(word: str, known_words: Iterable[str] = ()) -> bool:
     """In a word list as it stands: English, a known drug, the shipped corpus, the reference files, `known_words`."""
     w = word.lower()
-    return bool(_variants(w) & _known()) or w in _as_set(known_words) or known_drug(w)
+    return bool(_variants(w) & _known()) or w in as_set(known_words) or known_drug(w)
 
 
 def real_word(word: str, known_words: Iterable[str] = ()) -> bool:
     """English, a known drug, a word of the shipped corpus or reference files or `known_words`, or a clinical
     term built from medical word parts."""
-    w = word.lower()
-    known = _known()
-    if _variants(w) & known or w in _as_set(known_words) or known_drug(w):
+    if listed_word(word, known_words):
         return True
+    w, known = word.lower(), _known()
     if w.endswith(MEDICAL_SUFFIXES) or any(v in known for v in _strip_prefix(w)):
         return True
     # A compound of two English words ("monotherapy", "lifelong"): both parts of >= 4 letters.
@@ -159,7 +153,7 @@ KNOWN_CODE_PREFIXES = frozenset(
     esc escardio nhs cdc fda ema us uk eu kdigo kdoqi dsm icd oxford cyp pfk gp gps q qd bd tds od prn im iv sc
     po pr sl mdi dpi copd ards hfref hfpef ras raas rasi arni mra ccb arb acei bp sbp dbp abpm hbpm vte pe dvt
     cvd ascvd chd cad pad tia cva pci cabg nsaid nsaids ppi ppis iron fe vit mcv mch mchc rdw wbc rbc plt inr
-    aptt pt rr hr spo sao pao fio gcs avpu nd rd th""".split()
+    aptt pt rr hr spo sao pao fio gcs avpu nd rd th mid late early""".split()
 )  # fmt: skip
 
 
@@ -167,14 +161,9 @@ def _naming_context(text: str, start: int, end: int) -> bool:
     return bool(NAMING_BEFORE.search(text[max(0, start - 24) : start]) or NAMING_AFTER.search(text[end : end + 24]))
 
 
-def _brand_like(word: str) -> bool:
-    """Capitalised and shaped like a product ("Normaxa", "PlasmoScan"): an inner capital, or not English."""
-    return word[0].isupper() and (any(c.isupper() for c in word[1:]) or len(word) >= 5)
-
-
 def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
     """Long words of `text` that are no real word (see the module docstring), lower case, each once, in order."""
-    extra = _as_set(known_words)
+    extra = as_set(known_words)
     seen, out = set(), []
 
     def add(name: str) -> None:
@@ -199,9 +188,7 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         letters = match.group(1)
         if "-" not in match.group(0):
             continue  # "PDE5", "DMT1", "TMPRSS6", "AT1": gene and receptor names; invented codes come hyphenated
-        if letters.lower() in KNOWN_CODE_PREFIXES or letters.lower() in extra or letters.islower():
-            continue
-        if not any(c.isupper() for c in letters) or letters.lower() in {"mid", "late", "early", "covid"}:
+        if letters.islower() or letters.lower() in KNOWN_CODE_PREFIXES or letters.lower() in extra:
             continue
         add(match.group(0).lower())
     for match in NAME_RE.finditer(text):
@@ -209,18 +196,16 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         if w in seen or len(w) < MIN_NAME or not w.isalpha():
             continue
         named = _naming_context(text, match.start(), match.end())
-        # A word made of medical parts ("cardio" + "lysin") passes as real, except where a name is expected.
         camel = any(c.isupper() for c in match.group()[1:])  # "PlasmoScan": a product's shape
+        # A word made of medical parts ("cardio" + "lysin") passes as real, except where a name is expected.
         if listed_word(w, extra) or (real_word(w, extra) and not named and not camel):
             continue
-        named = _naming_context(text, match.start(), match.end()) or text[match.end() : match.end() + 2] in (
-            f"-{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-        )  # "Lumafen-Plus", "Zestoretic-XR": a product's name
+        named = named or bool(re.match(r"-[A-Z]", text[match.end() :]))  # "Lumafen-Plus", "Zestoretic-XR"
         before = text[: match.start()].rstrip()
         inside = bool(before) and before[-1] not in ".!?:-*•\n" and not before[-1].isdigit()
         if match.group()[0].isupper() and inside:
             # A capital inside a sentence is a proper name (Hashimoto, Giemsa) unless it is shaped or used as a product.
-            if not (named or (_brand_like(match.group()) and any(c.isupper() for c in match.group()[1:]))):
+            if not (named or camel):
                 continue
         elif not (named or w.endswith(SUBSTANCE_ENDINGS)):
             continue
