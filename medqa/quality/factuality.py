@@ -295,7 +295,8 @@ def weight(stems: set[str] | frozenset[str]) -> float:
     idf, unknown = weights()
     generic = _generic()
     # Generic words count a third: they can confirm a match but not make one.
-    return sum(idf.get(s, unknown) * (1 / 3 if s in generic else 1) for s in stems)
+    # summed in a fixed order: a float sum over a set follows the hash seed, and ties between facts follow the sum
+    return sum(idf.get(s, unknown) * (1 / 3 if s in generic else 1) for s in sorted(stems))
 
 
 def specific(stems: set[str] | frozenset[str]) -> bool:
