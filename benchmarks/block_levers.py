@@ -23,28 +23,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-VARIANTS = ["peft", "fused_lora", "fused_blocks", "peft+flash", "fused_lora+flash", "fused_blocks+flash"]
+VARIANTS = ["peft", "fused_lora", "fused_blocks", "peft+flash", "fused_lora+flash", "fused_blocks+flash",
+            "fused_blocks+cnr", "fused_blocks+flash+cnr"]  # cnr: train.compile_norm_rope
 
 
 def _reset(model) -> None:
     """Undo every per-instance forward that a lever bound (back to the classes' own forwards)."""
     for module in model.modules():
-        if "forward" in module.__dict__:
-            del module.__dict__["forward"]
+        for bound in ("forward", "medqa_rotary"):
+            module.__dict__.pop(bound, None)
 
 
 def _apply(model, variant: str) -> None:
+    from medqa.model.compiled_norm_rope import compile_norm_rope
     from medqa.model.fused_blocks import fuse_lora_blocks
     from medqa.model.fused_lora import fuse_lora_layers
     from medqa.model.varlen_attention import use_flash_varlen
 
     _reset(model)
-    if variant.startswith(("fused_lora", "fused_blocks")):
+    base, *extras = variant.split("+")
+    if base in ("fused_lora", "fused_blocks"):
         fuse_lora_layers(model)
-    if variant.startswith("fused_blocks"):
+    if base == "fused_blocks":
         fuse_lora_blocks(model)
-    if variant.endswith("+flash"):
+    if "flash" in extras:
         use_flash_varlen(model)
+    if "cnr" in extras:
+        compile_norm_rope(model)
 
 
 def _pack(n: int, vocab: int, seed: int = 0) -> tuple[list[int], dict]:
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--check-only", action="store_true", help="only each variant's loss/gradient check, no timing")
     parser.add_argument("--check-attention", action="store_true", help="only compare flex and flash with fp32")
     args = parser.parse_args(argv)
     if args.check_attention:
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     reference = None
     results = []
     for variant in args.variants.split(","):
-        if variant.endswith("+flash") and not cuda:
+        if "flash" in variant.split("+") and not cuda:
             continue
         try:
             _apply(model, variant)
@@ -197,6 +203,11 @@ def main(argv: list[str] | None = None) -> None:
                 "median_grad_rel_err": statistics.median(errs.values()),
             }
             del grads
+            if args.check_only:
+                row = {"variant": variant, "worst_grad_param": worst, **{k: float(f"{v:.2e}") for k, v in check.items()}}
+                print(json.dumps(row), flush=True)
+                results.append(row)
+                continue
             for p in [float(x) for x in args.dropouts.split(",")]:
                 set_dropout(p)
                 times = []
@@ -241,6 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         if "error" in r:
             print(f"{r['variant']:<22}  failed: {r['error']}")
+            continue
+        if "ms" not in r:  # --check-only
+            print(f"{r['variant']:<22}  loss err {r['loss_rel_err']:.1e}  grad err worst {r['worst_grad_rel_err']:.1e} "
+                  f"({r['worst_grad_param']}), median {r['median_grad_rel_err']:.1e}")
             continue
         gain = f"{base[r['dropout']] / r['ms'] - 1:+.1%}" if r["dropout"] in base else "-"
         print(f"{r['variant']:<22}{r['dropout']:>6}{r['ms']:>9.1f}{gain:>15}{r['backbone_tok_s']:>9,}"

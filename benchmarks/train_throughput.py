@@ -61,6 +61,12 @@ ROWS = {
     "b_graphs": [*GPU, "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
     "b_graphs256": [*GPU, "train.flash_varlen=true", "train.static_packs=256", "train.cuda_graphs=true"],
     "c_graphs": [*GPU, "quant=nf4", "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
+    # issue 19, third push: RMSNorm and RoPE as compiled kernels, 256-token buckets, flash on top of b
+    "b_cnr": [*GPU, "train.compile_norm_rope=true"],
+    "b_flash_static": [*GPU, "train.flash_varlen=true"],  # b (static packs) with FlashAttention-2 varlen for flex
+    "b_flash_cnr": [*GPU, "train.flash_varlen=true", "train.compile_norm_rope=true"],
+    "b_256": [*GPU, "train.static_packs=256"],
+    "b_flash_cnr_256": [*GPU, "train.flash_varlen=true", "train.compile_norm_rope=true", "train.static_packs=256"],
     "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false",
                *TRL_STEP],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],

@@ -216,7 +216,8 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     hidden_shape = (*input_shape, -1, self.head_dim)
     q, k, v = (t.view(hidden_shape).transpose(1, 2) for t in (q, k, v))
     cos, sin = position_embeddings
-    q, k = model_code.apply_rotary_pos_emb(q, k, cos, sin)
+    # medqa.model.compiled_norm_rope's kernels where it was applied (the same arithmetic), else the model's own
+    q, k = getattr(self, "medqa_rotary", model_code.apply_rotary_pos_emb)(q, k, cos, sin)
     attention = model_code.ALL_ATTENTION_FUNCTIONS.get_interface(
         self.config._attn_implementation, model_code.eager_attention_forward
     )

@@ -39,6 +39,7 @@ class TrainSettings:
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     fused_blocks: bool = False  # q/k/v as one node, the MLP as one node (medqa.model.fused_blocks): same function
     flash_varlen: bool = False  # FlashAttention-2 varlen on padding-free packs while training (model.varlen_attention)
+    compile_norm_rope: bool = False  # RMSNorm and RoPE as compiled kernels while training (model.compiled_norm_rope)
     static_packs: int = 0  # pad each pack to a multiple of this many tokens (training.static_step); 0: off
     cuda_graphs: bool = False  # capture each static pack's forward + backward once, replay it (training.static_step)
     torch_compile: bool = False

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medqa.core.cpu_precision import training_precision
 from medqa.core.distributed import processes_without_gpu
+from medqa.model.compiled_norm_rope import compile_norm_rope
 from medqa.model.fused_blocks import fuse_lora_blocks
 from medqa.model.fused_lora import fuse_lora_layers
 from medqa.model.loading import compile_decoder_layers, lora_config
@@ -114,6 +115,8 @@ def build_trainer(
         fuse_lora_blocks(trainer.model)
     if train.flash_varlen:
         use_flash_varlen(trainer.model)
+    if train.compile_norm_rope:
+        compile_norm_rope(trainer.model)
     if train.compile_layers:
         compile_decoder_layers(trainer.model)
     if train.static_packs:

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The s9 measuring calls (issue 19, third push), from /work/main's checkout on the device, carrying `wheels`
+# (benchmarks/s8_wheels.sh /work/main/wheels: med/ medqa's wheels, uns/ Unsloth's set):
+#   call 1, levers:  STAGES=check,learn,train bash benchmarks/s9_call.sh
+#   call 2, table:   STAGES=table bash benchmarks/s9_call.sh   (rows a, b_peft, b, c and Unsloth at both dropouts)
+# Every stage has its own time limit, so one that hangs does not take the call; outputs go to $OUT.
+set -uo pipefail
+out=${OUT:-gpu-out}
+W=${W:-wheels}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+steps=${STEPS:-15} warmup=${WARMUP:-5} root=/tmp/bench
+stages=,${STAGES:-check,learn,train},
+budget=${BUDGET_S:-585}  # the train stage and the Unsloth rows get what is left of it
+for set in med uns; do
+  [[ -d $W/$set ]] || continue
+  [[ $set == uns && $stages != *,table,* ]] && continue
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "/tmp/site-$set" \
+    "$W/$set"/*.whl > "/tmp/pip-$set.log" 2>&1 || { echo "pip $set failed"; tail -5 "/tmp/pip-$set.log"; }
+done
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  PYTHONPATH=/tmp/site-med python3 -c "import torch, transformers, peft, trl, sys; print(sys.version.split()[0], \
+torch.__version__, transformers.__version__, peft.__version__, trl.__version__)"; } | tee "$out/env.txt"
+echo "installed at ${SECONDS}s"
+med() { PYTHONPATH=/tmp/site-med:$PWD "$@"; }
+
+if [[ $stages == *,check,* ]]; then  # flash vs flex on the whole backbone (readout loss), every variant's worst grad
+  med timeout "${CHECK_S:-150}" python3 benchmarks/block_levers.py --check-only --json "$out/check.json" \
+    --variants peft,fused_blocks,peft+flash,fused_blocks+flash,fused_blocks+cnr,fused_blocks+flash+cnr \
+    > "$out/check.log" 2>&1
+  echo "check rc=$? at ${SECONDS}s"; grep -A8 "^variant" "$out/check.log" | cut -c1-200
+fi
+if [[ $stages == *,block,* ]]; then  # backbone forward + backward, seed's dropout
+  med timeout "${BLOCK_S:-120}" python3 benchmarks/block_levers.py --dropouts 0.05 --iters 10 --json "$out/block.json" \
+    --variants fused_blocks,fused_blocks+cnr,fused_blocks+flash,fused_blocks+flash+cnr > "$out/block.log" 2>&1
+  echo "block rc=$? at ${SECONDS}s"; grep -A6 "^variant" "$out/block.log"
+fi
+if [[ $stages == *,learn,* ]]; then
+  med timeout "${LEARN_S:-90}" python3 benchmarks/levers_learn.py --shape toy \
+    --variants "b (flex, static packs) + compile_norm_rope,+ static_packs + compile_norm_rope" > "$out/learn.log" 2>&1
+  echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -5
+fi
+if [[ $stages == *,train,* ]]; then  # whole steps through medqa's trainer, rows alternating with b
+  # flash rows first: the flex rows compile flex's kernels on a cold machine (~80 s)
+  med timeout "$((budget - SECONDS))" python3 benchmarks/train_throughput.py --root "$root" \
+    --rows "${ROWS:-b_flash_static,b_flash_cnr,b_flash_cnr_256,b,b_cnr}" --steps "$steps" --warmup "$warmup" \
+    --row-timeout "${ROW_TIMEOUT:-110}" --json "$out/train.json" > "$out/train.log" 2>&1
+  echo "train rc=$? at ${SECONDS}s"; tail -10 "$out/train.log"
+fi
+if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Unsloth on b_peft's examples and shape
+  med timeout "${TABLE_S:-360}" python3 benchmarks/train_throughput.py --root "$root" --rows "${ROWS:-b,c,a:3,b_peft}" \
+    --steps "$steps" --warmup "$warmup" --row-timeout "${ROW_TIMEOUT:-150}" --json "$out/train.json" \
+    > "$out/train.log" 2>&1
+  echo "table rc=$? at ${SECONDS}s"; tail -9 "$out/train.log"
+  med timeout 60 python3 benchmarks/unsloth_row.py --write-examples "$root/examples.json" --root "$root" \
+    > "$out/examples.log" 2>&1
+  echo "examples rc=$? at ${SECONDS}s"
+  for variant in u_drop05 u_drop0; do
+    left=$((budget - SECONDS)); [[ $variant == u_drop05 ]] && left=$((left / 2))
+    ((left > 40)) || { echo "unsloth $variant skipped: ${left}s left"; continue; }
+    PYTHONPATH=/tmp/site-uns:/tmp/site-med timeout "$left" python3 benchmarks/unsloth_row.py \
+      --checkpoint "$root/llama32_3b" --examples "$root/examples.json" --variants "$variant" --steps "$steps" \
+      --warmup "$warmup" --row-timeout "$((left - 5))" --root "$root" --json "$out/unsloth.jsonl" \
+      >> "$out/unsloth.log" 2>&1
+    echo "unsloth $variant rc=$? at ${SECONDS}s"; grep '^{' "$out/unsloth.log" | tail -1 | cut -c1-600
+  done
+fi

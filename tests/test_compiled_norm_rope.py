@@ -1,0 +1,95 @@
+"""`train.compile_norm_rope` (RMSNorm and RoPE as compiled kernels while training) computes the model's own
+function: the loss and every LoRA gradient of the tiny model with the whole-block nodes, fp32 on CPU, and the
+trainer still moves the adapter. The GPU timings are in benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tests.test_fused_blocks import _assert_same, _fuse_all, _training_batch
+from tests.test_fused_lora import _lora_model, _loss_and_grads, _train
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default"),
+    reason="torch.compile under a forced CPU capability (ATEN_CPU_CAPABILITY) segfaults in inductor's kernels after "
+    "another compile in the same process (torch 2.13; seen forcing AVX2 on an AVX-512 machine): not a medqa path",
+)
+
+
+def test_compiled_norm_and_rotary_match_transformers_forward_and_backward():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
+
+    from medqa.model import compiled_norm_rope as cnr
+
+    torch.manual_seed(0)
+    norm = LlamaRMSNorm(48, eps=1e-5)
+    norm.weight.data.normal_(1, 0.1)
+    x = torch.randn(1, 37, 48, requires_grad=True)
+    (norm(x) * torch.arange(48)).sum().backward()
+    ref = x.grad.clone(), norm.weight.grad.clone()
+    x.grad = norm.weight.grad = None
+    assert cnr.compile_norm_rope(norm) == (1, 0)
+    norm.train()
+    (norm(x) * torch.arange(48)).sum().backward()
+    torch.testing.assert_close((x.grad, norm.weight.grad), ref, rtol=1e-5, atol=1e-4)  # fp32 sums, other order
+
+    q, k = torch.randn(1, 4, 37, 16, requires_grad=True), torch.randn(1, 2, 37, 16, requires_grad=True)
+    cos, sin = torch.randn(1, 37, 16), torch.randn(1, 37, 16)
+    outs = [apply_rotary_pos_emb(q, k, cos, sin), cnr.compiled_rotary(q, k, cos, sin)]
+    grads = [torch.autograd.grad(a.sum() * 2 + b.pow(2).sum(), (q, k)) for a, b in outs]
+    torch.testing.assert_close(outs[1], outs[0])
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_with_whole_blocks_the_loss_and_every_gradient_are_unchanged(compose_small, base_dir, monkeypatch):
+    from medqa.config.build import settings_from_cfg
+    from medqa.model import compiled_norm_rope as cnr
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model, tokenizer = _lora_model(settings, dropout=0.0)
+    batch = _training_batch(tokenizer)
+    layers = model.config.num_hidden_layers
+    _fuse_all(model)
+    loss_ref, grads_ref = _loss_and_grads(model, batch, seed=7)
+    calls = {"norm": 0, "rotary": 0}
+    norm_forward, rotary = cnr._norm_forward, cnr.compiled_rotary
+
+    def counted_norm(self, x):
+        calls["norm"] += 1
+        return norm_forward(self, x)
+
+    def counted_rotary(*args):
+        calls["rotary"] += 1
+        return rotary(*args)
+
+    monkeypatch.setattr(cnr, "_norm_forward", counted_norm)
+    monkeypatch.setattr(cnr, "compiled_rotary", counted_rotary)
+    assert cnr.compile_norm_rope(model) == (2 * layers + 1, layers)
+    loss, grads = _loss_and_grads(model, batch, seed=7)
+    assert calls == {"norm": 2 * layers + 1, "rotary": layers}  # the compiled path ran, not a fallback
+    _assert_same(loss, grads, loss_ref, grads_ref)
+
+    def no_compile(fn):
+        raise AssertionError(f"{fn.__name__} compiled outside training")
+
+    monkeypatch.setattr(cnr, "_compiled", no_compile)
+    model.eval()
+    with torch.no_grad():
+        model(**batch)  # evaluation and generation take the class's own forward
+
+
+def test_trainer_with_compiled_norm_rope_follows_the_eager_losses(compose_small, base_dir, tmp_path):
+    from medqa.config.build import settings_from_cfg
+
+    overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.fused_blocks=true",
+                 "train.padding_free=true"]  # fmt: skip
+    settings = settings_from_cfg(compose_small(overrides))
+    rows = [{"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day." * (1 + i % 3)} for i in range(16)]
+    (eager, moved_eager), (compiled, moved) = (
+        _train(settings, rows, tmp_path / str(flag), compile_norm_rope=flag) for flag in (False, True)
+    )
+    assert moved > 0 and moved == pytest.approx(moved_eager, rel=1e-3)
+    assert compiled == pytest.approx(eager, rel=1e-4), (compiled, eager)
