@@ -23,8 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-VARIANTS = ["peft", "fused_lora", "fused_blocks", "peft+flash", "fused_lora+flash", "fused_blocks+flash",
-            "fused_blocks+cnr", "fused_blocks+flash+cnr"]  # cnr: train.compile_norm_rope
+VARIANTS = [
+    "peft",
+    "fused_lora",
+    "fused_blocks",
+    "peft+flash",
+    "fused_lora+flash",
+    "fused_blocks+flash",
+    "fused_blocks+cnr",
+    "fused_blocks+flash+cnr",
+]  # cnr: train.compile_norm_rope
 
 
 def _reset(model) -> None:
@@ -204,7 +212,11 @@ def main(argv: list[str] | None = None) -> None:
             }
             del grads
             if args.check_only:
-                row = {"variant": variant, "worst_grad_param": worst, **{k: float(f"{v:.2e}") for k, v in check.items()}}
+                row = {
+                    "variant": variant,
+                    "worst_grad_param": worst,
+                    **{k: float(f"{v:.2e}") for k, v in check.items()},
+                }
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 continue
@@ -254,8 +266,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{r['variant']:<22}  failed: {r['error']}")
             continue
         if "ms" not in r:  # --check-only
-            print(f"{r['variant']:<22}  loss err {r['loss_rel_err']:.1e}  grad err worst {r['worst_grad_rel_err']:.1e} "
-                  f"({r['worst_grad_param']}), median {r['median_grad_rel_err']:.1e}")
+            print(
+                f"{r['variant']:<22}  loss err {r['loss_rel_err']:.1e}  grad err worst {r['worst_grad_rel_err']:.1e} "
+                f"({r['worst_grad_param']}), median {r['median_grad_rel_err']:.1e}"
+            )
             continue
         gain = f"{base[r['dropout']] / r['ms'] - 1:+.1%}" if r["dropout"] in base else "-"
         print(f"{r['variant']:<22}{r['dropout']:>6}{r['ms']:>9.1f}{gain:>15}{r['backbone_tok_s']:>9,}"

@@ -87,7 +87,9 @@ def test_trainer_with_compiled_norm_rope_follows_the_eager_losses(compose_small,
     overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.fused_blocks=true",
                  "train.padding_free=true"]  # fmt: skip
     settings = settings_from_cfg(compose_small(overrides))
-    rows = [{"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day." * (1 + i % 3)} for i in range(16)]
+    rows = [
+        {"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day." * (1 + i % 3)} for i in range(16)
+    ]
     (eager, moved_eager), (compiled, moved) = (
         _train(settings, rows, tmp_path / str(flag), compile_norm_rope=flag) for flag in (False, True)
     )
