@@ -24,7 +24,7 @@ VARIANTS = {
     "fused_blocks + flash_varlen": {"fused_lora": True, "fused_blocks": True, "flash_varlen": True},
     "fused_blocks + static_packs (flex)": {"fused_lora": True, "fused_blocks": True, "static_packs": 512},
     "+ static_packs": {"fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512},
-    "b (flex, static packs) + compile_norm_rope": {
+    "fused_blocks + static_packs (flex) + compile_norm_rope": {
         "fused_lora": True, "fused_blocks": True, "static_packs": 512, "compile_norm_rope": True,
     },
     "+ static_packs + compile_norm_rope": {

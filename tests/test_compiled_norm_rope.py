@@ -31,7 +31,7 @@ def test_compiled_norm_and_rotary_match_transformers_forward_and_backward():
     (norm(x) * torch.arange(48)).sum().backward()
     ref = x.grad.clone(), norm.weight.grad.clone()
     x.grad = norm.weight.grad = None
-    assert cnr.compile_norm_rope(norm) == (1, 0)
+    assert cnr.compile_norm_rope(norm, cpu=True) == (1, 0)
     norm.train()
     (norm(x) * torch.arange(48)).sum().backward()
     torch.testing.assert_close((x.grad, norm.weight.grad), ref, rtol=1e-5, atol=1e-4)  # fp32 sums, other order
@@ -67,7 +67,7 @@ def test_with_whole_blocks_the_loss_and_every_gradient_are_unchanged(compose_sma
 
     monkeypatch.setattr(cnr, "_norm_forward", counted_norm)
     monkeypatch.setattr(cnr, "compiled_rotary", counted_rotary)
-    assert cnr.compile_norm_rope(model) == (2 * layers + 1, layers)
+    assert cnr.compile_norm_rope(model, cpu=True) == (2 * layers + 1, layers)
     loss, grads = _loss_and_grads(model, batch, seed=7)
     assert calls == {"norm": 2 * layers + 1, "rotary": layers}  # the compiled path ran, not a fallback
     _assert_same(loss, grads, loss_ref, grads_ref)
@@ -81,8 +81,17 @@ def test_with_whole_blocks_the_loss_and_every_gradient_are_unchanged(compose_sma
         model(**batch)  # evaluation and generation take the class's own forward
 
 
-def test_trainer_with_compiled_norm_rope_follows_the_eager_losses(compose_small, base_dir, tmp_path):
+def test_trainer_binds_the_lever_and_a_cpu_try_out_trains_as_eager(compose_small, base_dir, tmp_path):
+    """`train.compile_norm_rope` (on in train=gpu) reaches every norm and attention block through build_trainer; on
+    CPU they keep the model's arithmetic, so a CPU try-out of the GPU preset trains exactly as without it."""
+    import dataclasses
+
+    from datasets import Dataset
+
     from medqa.config.build import settings_from_cfg
+    from medqa.model import compiled_norm_rope as cnr
+    from medqa.model.loading import load_base
+    from medqa.training.run import build_trainer
 
     overrides = ["train=smoke", "lora=attn_mlp", "lora.dropout=0.0", "train.fused_lora=true", "train.fused_blocks=true",
                  "train.padding_free=true"]  # fmt: skip
@@ -90,8 +99,14 @@ def test_trainer_with_compiled_norm_rope_follows_the_eager_losses(compose_small,
     rows = [
         {"text": f"Question {i}: what treats anemia? Answer: iron, {i} times a day." * (1 + i % 3)} for i in range(16)
     ]
-    (eager, moved_eager), (compiled, moved) = (
+    model, tokenizer, _ = load_base(settings.model, settings.quant)
+    train = dataclasses.replace(settings.train, compile_norm_rope=True)
+    trainer = build_trainer(model, tokenizer, Dataset.from_list(rows), None, train, settings.lora, tmp_path, "none")
+    norms = [m for m in trainer.model.modules() if type(m).__name__ in cnr.NORM_CLASSES]
+    attention = [m for m in trainer.model.modules() if type(m).__name__ in cnr.ATTENTION_CLASSES]
+    assert norms and all(m.forward.__func__ is cnr._cuda_norm_forward for m in norms)
+    assert attention and all(m.medqa_rotary is cnr.cuda_rotary for m in attention)
+    (eager, moved_eager), (lever, moved) = (
         _train(settings, rows, tmp_path / str(flag), compile_norm_rope=flag) for flag in (False, True)
     )
-    assert moved > 0 and moved == pytest.approx(moved_eager, rel=1e-3)
-    assert compiled == pytest.approx(eager, rel=1e-4), (compiled, eager)
+    assert moved > 0 and moved == moved_eager and lever == eager

@@ -54,21 +54,35 @@ def _norm_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
     return _compiled(rms_norm)(hidden_states, self.weight, self.variance_epsilon)
 
 
+def _cuda_norm_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    if not hidden_states.is_cuda:
+        return type(self).forward(self, hidden_states)
+    return _norm_forward(self, hidden_states)
+
+
 def compiled_rotary(q, k, cos, sin):
-    """`rotary` through its compiled kernels (what `medqa_rotary` holds)."""
+    """`rotary` through its compiled kernels."""
     return _compiled(rotary)(q, k, cos, sin)
 
 
-def compile_norm_rope(model: torch.nn.Module) -> tuple[int, int]:
+def cuda_rotary(q, k, cos, sin):
+    """`rotary` compiled on CUDA, eager elsewhere."""
+    return compiled_rotary(q, k, cos, sin) if q.is_cuda else rotary(q, k, cos, sin)
+
+
+def compile_norm_rope(model: torch.nn.Module, cpu: bool = False) -> tuple[int, int]:
     """Route `model`'s RMSNorms and (through `medqa.model.fused_blocks`) its rotary embeddings to compiled kernels
-    while training; returns (norms, attention blocks). Idempotent; parameters and checkpoints are untouched."""
+    while training; returns (norms, attention blocks). Idempotent; parameters and checkpoints are untouched.
+
+    On CPU the model's own arithmetic stays unless `cpu`: inductor's CPU kernels take ~20 s to build and buy
+    nothing at the tiny size, and under a forced ATEN_CPU_CAPABILITY they have crashed torch 2.13 (tests/conftest)."""
     norms = attention = 0
     for module in model.modules():
         kind = type(module).__name__
         if kind in NORM_CLASSES and hasattr(module, "variance_epsilon"):
-            module.forward = types.MethodType(_norm_forward, module)
+            module.forward = types.MethodType(_norm_forward if cpu else _cuda_norm_forward, module)
             norms += 1
         elif kind in ATTENTION_CLASSES:
-            module.medqa_rotary = compiled_rotary
+            module.medqa_rotary = compiled_rotary if cpu else cuda_rotary
             attention += 1
     return norms, attention
