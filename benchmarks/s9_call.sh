@@ -48,6 +48,8 @@ if [[ $stages == *,train,* ]]; then  # whole steps through medqa's trainer, rows
   echo "train rc=$? at ${SECONDS}s"; tail -10 "$out/train.log"
 fi
 if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Unsloth on b_peft's examples and shape
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-med "$W"/uns/bitsandbytes-*.whl \
+    > /dev/null 2>&1  # row c: s8_wheels.sh keeps bitsandbytes in Unsloth's folder only
   med timeout "${TABLE_S:-360}" python3 benchmarks/train_throughput.py --root "$root" --rows "${ROWS:-b,c,a:3,b_peft}" \
     --steps "$steps" --warmup "$warmup" --row-timeout "${ROW_TIMEOUT:-150}" --json "$out/train.json" \
     > "$out/train.log" 2>&1
