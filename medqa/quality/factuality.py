@@ -790,9 +790,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}
-        harms = [
-            r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done
-        ]
+        harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
         harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
         if wrong:

@@ -142,6 +142,138 @@ KNOWN_EPONYMS = frozenset(
     friderichsen bernard soulier glanzmann fanconi diamond blackfan barlow hutchinson peutz jeghers osler rendu
     weber lynch gardner zenker meckel hirschsprung""".split()
 )  # fmt: skip
+# Named scores, indices and tests ("Harrington Renin Index", "Okafor-Lindqvist Parasite Burden Score"): a surname
+# (or two, hyphenated), up to three capitalised words, then the kind of instrument; the surname must be a known one.
+SCORE_RE = re.compile(
+    r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?:'s|’s)?((?:\s+[A-Z][a-z]+){0,3})\s+(Score|Index|Scale|Criteria|"
+    r"Classification|Rule|Protocol|Test|Sign|Assay|Method|System|Nomogram|Equation|Formula|Ratio|Staging)\b"
+)
+KNOWN_NAMES = frozenset(
+    """mentzer leicester cambridge oxford edinburgh manchester finnish canadian american british european qrisk
+    reynolds framingham ottawa geneva wells centor duke rome ranson bishop epworth snellen ishihara mallampati
+    glasgow apgar gleason killip grace timi wilson schilling coombs widal giemsa field leishman kleihauer
+    binax""".split()
+)  # fmt: skip
+# Organisations ("the Global Hypertension Consensus Board"): capitalised words ending in a body's kind. A guideline
+# body that is not one of the real ones below is an invented authority.
+ORG_RE = re.compile(
+    r"\b((?:[A-Z][a-z]+|[A-Z]{2,})(?:,?\s+(?:[A-Z][a-z]+|of|for|on|and|the|in))*\s+(?:Council|Board|Society|"
+    r"Association|Institute|Federation|Committee|College|Academy|Consortium|Alliance|Organi[sz]ation|Agency|Foundation|"
+    r"Network|Collaborative|Collaboration|Task Force|Panel|Coalition|Commission|Consensus|Registry|Working Group|"
+    r"Partnership)(?:\s+(?:of|for|on|in)(?:\s+(?:the|and|[A-Z][a-z]+))+)?)"
+)
+KNOWN_BODIES = frozenset(
+    line.strip().lower()
+    for line in """American Heart Association
+    American College of Cardiology
+    American Diabetes Association
+    American Association of Clinical Endocrinology
+    American Association of Clinical Endocrinologists
+    American College of Physicians
+    American Academy of Family Physicians
+    American Academy of Pediatrics
+    American College of Obstetricians and Gynecologists
+    American Society of Hematology
+    American Society of Hypertension
+    American Society of Tropical Medicine and Hygiene
+    American Gastroenterological Association
+    American Red Cross
+    American Stroke Association
+    European Society of Cardiology
+    European Society of Hypertension
+    European Association for the Study of Diabetes
+    European Resuscitation Council
+    European Medicines Agency
+    European Society for Clinical Nutrition and Metabolism
+    International Society of Hypertension
+    International Diabetes Federation
+    International Society on Thrombosis and Haemostasis
+    International Federation of Clinical Chemistry
+    World Health Organization
+    World Health Organisation
+    World Heart Federation
+    World Gastroenterology Organisation
+    World Stroke Organization
+    Pan American Health Organization
+    National Institute for Health and Care Excellence
+    National Institute for Health and Clinical Excellence
+    National Institute of Diabetes and Digestive and Kidney Diseases
+    National Institutes of Health
+    National Heart Foundation
+    National Heart Foundation of Australia
+    National Heart, Lung, and Blood Institute
+    National Kidney Foundation
+    National Health Service
+    National Malaria Control Programme
+    British Heart Foundation
+    British Hypertension Society
+    British and Irish Hypertension Society
+    British Society for Haematology
+    British Society of Gastroenterology
+    British Cardiovascular Society
+    British Red Cross
+    British Infection Association
+    British Dietetic Association
+    Royal College of Physicians
+    Royal College of General Practitioners
+    Royal College of Obstetricians and Gynaecologists
+    Royal College of Paediatrics and Child Health
+    Resuscitation Council
+    Heart and Stroke Foundation
+    Heart Foundation
+    Canadian Cardiovascular Society
+    Infectious Diseases Society of America
+    Endocrine Society
+    Joint National Committee
+    Malaria Consortium
+    Advisory Committee on Malaria Prevention
+    Scottish Intercollegiate Guidelines Network
+    Food and Drug Administration
+    UK Health Security Agency
+    Health Security Agency
+    Medicines and Healthcare products Regulatory Agency
+    Preventive Services Task Force
+    US Preventive Services Task Force
+    Cochrane Collaboration
+    Global Fund
+    American Diabetes Association Standards of Care
+    Kidney Disease Improving Global Outcomes""".splitlines()
+)
+_BODY_FILLER = frozenset("the of for and in on".split())
+
+
+def _body_key(name: str) -> tuple[str, ...]:
+    return tuple(w for w in re.findall(r"[a-z]+", name.lower()) if w not in _BODY_FILLER)
+
+
+@lru_cache(maxsize=1)
+def _known_bodies() -> frozenset[tuple[str, ...]]:
+    return frozenset(_body_key(b) for b in KNOWN_BODIES)
+
+
+def _medical_word(word: str, extra: set[str] | frozenset[str]) -> bool:
+    """A word the reference files, the shipped corpus or a clinical word part vouch for ("serum", "faecal",
+    "immunochemical"), as opposed to a surname the English list happens to hold ("Harrington")."""
+    if _variants(word) & (asset_words() | shipped_words() | extra) or clinical_term(word):
+        return True
+    return word.startswith(MEDICAL_PREFIXES) and len(word) >= 8 or word.endswith(MEDICAL_SUFFIXES[:-7])
+
+
+def invented_bodies(text: str) -> list[str]:
+    """Organisation names of `text` that no real guideline body has (lower case). A known body's name inside a
+    longer match ("the American Heart Association Council") counts as known."""
+    out = []
+    for match in ORG_RE.finditer(text):
+        key = _body_key(match.group(1))
+        while key and key[0] in {"uk", "us", "usa", "joint"}:
+            key = key[1:]
+        known = _known_bodies()
+        if any(key[i : i + len(k)] == k for k in known for i in range(len(key) - len(k) + 1)):
+            continue
+        out.append(" ".join(key))
+    return out
+
+
 # Codes: letters then digits ("IRI-3", "GlycoTrace-7"); real ones are listed (upper case, no hyphen).
 CODE_RE = re.compile(r"\b([A-Za-z]{2,}[A-Za-z]*)-?([A-Za-z]?\d{1,2}[A-Za-z]?)\b")
 KNOWN_CODE_PREFIXES = frozenset(
@@ -150,7 +282,7 @@ KNOWN_CODE_PREFIXES = frozenset(
     qrisk score chads cha ds vasc hasbled fev ldl hdl pm ml mg mcg iu mmol mmhg kg bmi ec tb hiv hpv hsv ebv cmv
     rsv sars mers apo lp tnf ifn ige igg igm iga ct mri pet ecg ekg stemi nstemi nste st mi tsh ft t fsh lh crp
     esr alt ast ggt alp egfr uacr acr fit fobt fib ldh pldh pfhrp pvldh lamp pcr rdt who nice ada easd ish ers
-    esc escardio nhs cdc fda ema us uk eu kdigo kdoqi dsm icd oxford cyp pfk gp gps q qd bd tds od prn im iv sc
+    esc escardio nhs cdc fda ema us uk eu kdigo kdoqi dsm icd oxford cyp pfk q qd bd tds od prn im iv sc
     po pr sl mdi dpi copd ards hfref hfpef ras raas rasi arni mra ccb arb acei bp sbp dbp abpm hbpm vte pe dvt
     cvd ascvd chd cad pad tia cva pci cabg nsaid nsaids ppi ppis iron fe vit mcv mch mchc rdw wbc rbc plt inr
     aptt pt rr hr spo sao pao fio gcs avpu nd rd th mid late early""".split()
@@ -184,6 +316,15 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         if all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
             continue  # "Chest pain", "Blood tests": a capitalised ordinary phrase, not an eponym
         add(name.lower())
+    for match in SCORE_RE.finditer(text):
+        parts = [p.lower() for p in re.split(r"[- ]", match.group(1))]
+        # "Body Mass Index", "Rapid Diagnostic Test", "Glasgow Coma Scale", "Mentzer Index"; a surname the English
+        # list happens to hold ("Harrington") is still a surname
+        if any(p in KNOWN_EPONYMS or p in KNOWN_NAMES or common_word(p) or _medical_word(p, extra) for p in parts):
+            continue
+        add(match.group(1).lower())
+    for name in invented_bodies(text):
+        add(name)
     for match in CODE_RE.finditer(text):
         letters = match.group(1)
         if "-" not in match.group(0):
@@ -193,7 +334,7 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         add(match.group(0).lower())
     for match in NAME_RE.finditer(text):
         w = match.group().lower()
-        if w in seen or len(w) < MIN_NAME or not w.isalpha():
+        if w in seen or w in KNOWN_NAMES or len(w) < MIN_NAME or not w.isalpha():
             continue
         named = _naming_context(text, match.start(), match.end())
         camel = any(c.isupper() for c in match.group()[1:])  # "PlasmoScan": a product's shape
