@@ -212,7 +212,7 @@ def negated(text: str, strict: bool = False) -> bool:
     pattern = DENIAL if strict else NEGATION
     text = substitute(text).replace("with or without", "")
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
-    text = re.sub(r"\b(?:if|unless|provided)\b[^,;.]*", " ", text)
+    text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
