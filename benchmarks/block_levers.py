@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--fp32-reference", action="store_true", help="compare every variant with fp32, not PEFT bf16")
     parser.add_argument("--check-only", action="store_true", help="only each variant's loss/gradient check, no timing")
     parser.add_argument("--check-attention", action="store_true", help="only compare flex and flash with fp32")
     args = parser.parse_args(argv)
@@ -178,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     # weights (scale invariant), so its gradients are rounding noise and kernels cannot be compared through it.
     readout = torch.randn(1, tokens, config.hidden_size, device=device)
 
-    def step() -> torch.Tensor:
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+    def step(autocast: bool = cuda) -> torch.Tensor:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             hidden = backbone(**batch).last_hidden_state
         loss = (hidden.float() * readout).mean()
         loss.backward()
@@ -191,6 +192,17 @@ def main(argv: list[str] | None = None) -> None:
 
     model.train()
     reference = None
+    if args.fp32_reference:  # the exact function: PEFT's LoRA, the model's attention, every weight and op in fp32
+        set_dropout(0.0)
+        dtypes = {p: p.dtype for p in model.parameters()}
+        with torch.no_grad():
+            model.float()  # bf16 weights are fp32 numbers: exact, and restored exactly below
+        model.zero_grad(set_to_none=True)
+        loss = step(autocast=False)
+        reference = (loss, {n: p.grad.float().clone() for n, p in lora_params})
+        with torch.no_grad():
+            for p, dtype in dtypes.items():
+                p.data = p.data.to(dtype)
     results = []
     for variant in args.variants.split(","):
         if "flash" in variant.split("+") and not cuda:
