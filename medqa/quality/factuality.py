@@ -213,6 +213,9 @@ def negated(text: str, strict: bool = False) -> bool:
     text = substitute(text).replace("with or without", "")
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
     text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
+    # Hedges ("may not report thirst", "often doesn't", "does not rule it out") qualify a fact; they deny none.
+    text = re.sub(r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|"
+                  r"cannot|can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?", " ", text)  # fmt: skip
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
@@ -226,7 +229,9 @@ def negated(text: str, strict: bool = False) -> bool:
 def polarity(text: str) -> set[str]:
     """'up' and/or 'down' when the text says more/high/gain or less/low/loss of something."""
     lex = lexicon()
-    tokens = set(re.findall(r"[a-z]+", text.lower()))
+    # "Low in iron", "rich in vitamin C" describe what a food holds, not more or less of the fact's thing
+    text = re.sub(r"\b(?:low|high|rich|poor)\s+in\s+\w+", " ", text.lower())
+    tokens = set(re.findall(r"[a-z]+", text))
     return ({"up"} if tokens & lex.up else set()) | ({"down"} if tokens & lex.down else set())
 
 
@@ -470,6 +475,7 @@ def rubric() -> tuple[tuple[Rule, frozenset[str]], ...]:
         for c in item["conditions"]:
             conds |= _urgent() if c == "urgent" else _no_antibiotic() if c == "no_antibiotic" else {c}
         rule = Rule(item["id"], item["text"], tuple(re.compile(p, re.IGNORECASE) for p in item["patterns"]),
+                    unless=tuple(re.compile(p, re.IGNORECASE) for p in item.get("unless", [])),
                     points=float(item["points"]))  # fmt: skip
         out.append((rule, frozenset(conds)))
     return tuple(out)
@@ -708,6 +714,8 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             continue
         if condition is not None and "*" not in conds and condition not in conds:
             continue
+        if any(u.search(sentence) for u in rule.unless):
+            continue  # "quinine plus clindamycin": an antibiotic as a partner drug, not instead of treatment
         for p in rule.patterns:
             m = p.search(sentence)
             if not m:
