@@ -90,6 +90,12 @@ DENIAL = re.compile(
     r"outdated)\b",
     re.IGNORECASE,
 )
+# Hedges ("may not report thirst", "often doesn't", "does not rule it out") qualify a fact; they deny none.
+HEDGE = re.compile(
+    r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|cannot|"
+    r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?",
+    re.IGNORECASE,
+)
 # Words that restate a question's frame rather than answer it.
 QUESTION_WORDS = frozenset("what which how why when who whom whose is are does do".split())
 
@@ -213,9 +219,7 @@ def negated(text: str, strict: bool = False) -> bool:
     text = substitute(text).replace("with or without", "")
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
     text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
-    # Hedges ("may not report thirst", "often doesn't", "does not rule it out") qualify a fact; they deny none.
-    text = re.sub(r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|"
-                  r"cannot|can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?", " ", text)  # fmt: skip
+    text = HEDGE.sub(" ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
