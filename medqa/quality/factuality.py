@@ -93,7 +93,8 @@ DENIAL = re.compile(
 # Hedges ("may not report thirst", "often doesn't", "does not rule it out") qualify a fact; they deny none.
 HEDGE = re.compile(
     r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|cannot|"
-    r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?",
+    r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?|"
+    r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
