@@ -169,7 +169,6 @@ def test_bad_probe_specs_name_the_probe_and_key():
 # --- run level -----------------------------------------------------------------------------------------
 
 
-
 def test_selection_score():
     assert selection_score("quality", 0.7, 0.8, 1.0) == 0.7
     assert selection_score("loss_quality", 0.7, 0.8, 1.0) == pytest.approx(0.7 - 0.8)

@@ -6,8 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Sentences containing one of these are read as denying a forbidden claim, not making it.
-NEGATIONS = ("not", "no", "never", "cannot", "avoid", "avoided", "rather than", "instead of", "no longer", "don't",
-             "doesn't", "shouldn't", "mustn't", "won't")
+NEGATIONS = (
+    "not",
+    "no",
+    "never",
+    "cannot",
+    "avoid",
+    "avoided",
+    "rather than",
+    "instead of",
+    "no longer",
+    "don't",
+    "doesn't",
+    "shouldn't",
+    "mustn't",
+    "won't",
+)
 
 
 @dataclass(frozen=True)
