@@ -311,9 +311,12 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
             continue
         if not possessive and any(real_word(p, extra) and common_word(p) for p in parts):
             continue  # "Chest pain", "Heart rate": capitalised everyday words; "Marsh's sign" is still a name
-        if not possessive and all(listed_word(p, extra) for p in parts):
+        # A surname the English list happens to hold ("Brennan", "Hartmann") is still a name; a word it holds that is
+        # everyday or medical ("Coeliac disease", "Chest pain") is not
+        ordinary = all(listed_word(p, extra) and (common_word(p) or _medical_word(p, extra)) for p in parts)
+        if not possessive and ordinary:
             continue  # "Coeliac disease", "Graves disease": a word the lists know, not a made-up name
-        if all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
+        if ordinary and all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
             continue  # "Chest pain", "Blood tests": a capitalised ordinary phrase, not an eponym
         add(name.lower())
     for match in SCORE_RE.finditer(text):
