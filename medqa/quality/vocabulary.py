@@ -316,7 +316,8 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         ordinary = all(listed_word(p, extra) and (common_word(p) or _medical_word(p, extra)) for p in parts)
         if not possessive and ordinary:
             continue  # "Coeliac disease", "Graves disease": a word the lists know, not a made-up name
-        if ordinary and all(p in english_words() for p in parts) and not match.group(0).split()[0].endswith(("'s", "’s")):
+        possessive_first = match.group(0).split()[0].endswith(("'s", "’s"))
+        if ordinary and all(p in english_words() for p in parts) and not possessive_first:
             continue  # "Chest pain", "Blood tests": a capitalised ordinary phrase, not an eponym
         add(name.lower())
     for match in SCORE_RE.finditer(text):
