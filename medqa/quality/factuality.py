@@ -94,7 +94,8 @@ DENIAL = re.compile(
 HEDGE = re.compile(
     r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|cannot|"
     r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?|"
-    r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b",
+    r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
+    r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
