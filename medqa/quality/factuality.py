@@ -95,7 +95,8 @@ HEDGE = re.compile(
     r"\b(?:may|might|often|sometimes|need) (?:not|n't|don't|doesn't)\b|\b(?:does not|doesn't|do not|don't|cannot|"
     r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?|"
     r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
-    r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b",
+    r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
+    r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -225,7 +226,7 @@ def negated(text: str, strict: bool = False) -> bool:
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
-    text = re.sub(r"(\w+\W+\w+\W+)\b(?:rather than|instead of)\b[^,;.]*", r"\1", text)
+    text = re.sub(r"(\w+\W+(?:\w+\W+)?)\b(?:rather than|instead of)\b[^,;.]*", r"\1", text)
     # A negation inside a relative clause names a group ("women who no longer have periods"); it denies nothing.
     text = re.sub(r"\b(?:who|that|which)\s+(?:no longer|don't|do not|cannot|can't|never|are not|aren't)\b[^,;.]*",
                   " ", text)  # fmt: skip
