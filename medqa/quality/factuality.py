@@ -96,7 +96,8 @@ HEDGE = re.compile(
     r"can't|won't|will not) (?:rule|exclude)\w*(?: (?:it|this|that|them|diabetes))? ?(?:out)?|"
     r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
-    r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b",
+    r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
+    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -729,7 +730,7 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
                 continue
             # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
-            clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
+            clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|\band\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
