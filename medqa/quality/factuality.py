@@ -97,7 +97,8 @@ HEDGE = re.compile(
     r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
     r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
-    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal)\b",
+    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal)\b|\bnot always\b|"
+    r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -643,9 +644,34 @@ def _plain(text: str) -> str:
     return text.replace(JOIN, " ")
 
 
+# A header that introduces what not to do or what is wrong ("**Don't:**", "## What doesn't work", "Myths:")
+NEGATED_HEADER = re.compile(
+    r"(?i)\b(?:don't|do not|avoid|never|not|doesn't|does not|won't|isn't|aren't|myths?|mistakes?)\b"
+)
+
+
+def negate_listed(text: str) -> str:
+    """`text` with each list line under a negating header ("Don't:", "### What's not first-line") prefixed "Not ",
+    so its items are read as what the header says they are: things not to do, or not true."""
+    out, negating = [], False
+    for line in text.splitlines():
+        bare = line.strip().strip("*_# ").rstrip("*_ ")
+        marked = MARKER.match(line.strip())
+        if marked and negating:
+            stripped = line.strip()
+            line = stripped[: marked.end()] + "Not " + stripped[marked.end() :]
+        elif bare and not marked:
+            header = line.strip().startswith("#") or bare.endswith(":")
+            negating = header and len(bare.split()) <= 8 and bool(NEGATED_HEADER.search(bare))
+        out.append(line)
+    return "\n".join(out)
+
+
 def split_items(text: str) -> list[Item]:
     """Items of an answer: each marked list line, each sentence, and each part of an enumeration in a sentence
-    (split at commas, semicolons, brackets, and/or/plus); a line ending in ':' is a header, not an item."""
+    (split at commas, semicolons, brackets, and/or/plus); a line ending in ':' is a header, not an item. List lines
+    under a negating header read as negated (`negate_listed`)."""
+    text = negate_listed(text)
     items: list[Item] = []
     group = 0
     list_group = None

@@ -14,6 +14,7 @@ from medqa.quality.factuality import (
     Reference,
     factuality,
     is_question,
+    negate_listed,
     normalise,
     reference_for_probe,
     reference_stems,
@@ -157,7 +158,7 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     missing = [g[0] for g, ok in zip(probe.expect, met, strict=True) if not ok]
     forbidden = []
     for claim in probe.forbid:
-        for sentence in segments(text):
+        for sentence in segments(negate_listed(text)):  # "Don't:" then "- Drive yourself": no advice to drive
             if is_question(sentence):
                 continue
             if (

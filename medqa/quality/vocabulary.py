@@ -145,7 +145,7 @@ KNOWN_EPONYMS = frozenset(
 # Named scores, indices and tests ("Harrington Renin Index", "Okafor-Lindqvist Parasite Burden Score"): a surname
 # (or two, hyphenated), up to three capitalised words, then the kind of instrument; the surname must be a known one.
 SCORE_RE = re.compile(
-    r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?:'s|’s)?((?:\s+[A-Z][a-z]+){0,3})\s+(Score|Index|Scale|Criteria|"
+    r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?:'s|’s)?((?:\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?){0,3})\s+(Score|Index|Scale|Criteria|"
     r"Classification|Rule|Protocol|Test|Sign|Assay|Method|System|Nomogram|Equation|Formula|Ratio|Staging)\b"
 )
 KNOWN_NAMES = frozenset(
