@@ -98,7 +98,10 @@ HEDGE = re.compile(
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
     r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
     r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal)\b|\bnot always\b|"
-    r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)",
+    r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)|\bnot diagnostic\b|"
+    r"\b(?:don't|do not|never) \w+ [^,;.]{0,20}\bif (?:you're|you are|they're|they are) allergic[^,;.]*|"
+    r"\b(?:don't|do not|doesn't|does not) rule (?:one|it|this|that|a heart attack)? ?out\b|"
+    r"\b(?:no|not) smoking\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -223,8 +226,8 @@ def negated(text: str, strict: bool = False) -> bool:
     pattern = DENIAL if strict else NEGATION
     text = substitute(text).replace("with or without", "")
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
-    text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
     text = HEDGE.sub(" ", text)
+    text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
@@ -760,7 +763,11 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
-            warns = re.search(r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b", after)
+            warns = re.search(
+                r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b|\bcosts?\b|"
+                r"\bwastes?\b|\bis (?:dangerous|risky|a mistake)\b",
+                after,
+            )
             if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
                 hits.append(rule)
                 break
