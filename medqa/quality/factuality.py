@@ -721,6 +721,11 @@ def _rule_hit(rule: Rule, sentence: str) -> bool:
     return not any(p.search(sentence) for p in rule.unless)
 
 
+# A sentence that sets the condition apart from others ("symptoms overlap with dengue and typhoid") names them as
+# what it is not: their facts there are no claims about this condition.
+DIFFERENTIAL = re.compile(
+    r"(?i)\b(?:overlap\w* with|mimic\w*|differential|distinguish\w*|confused with|mistaken for|other causes)\b"
+)
 # A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
 # properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
 DEFICIT = re.compile(
@@ -842,6 +847,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
         harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
+        differential = bool(DIFFERENTIAL.search(it.sentence))
         if wrong:
             label, why = "unsupported", f"wrong: {wrong[0].text}"
         elif harms:
@@ -887,7 +893,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                         label, why = "unsupported", f"names {', '.join(med[:4])}, which no reference fact has"
             elif caveat:
                 why = "a negated statement (caveat)"
-            elif f_other is not None and s_other >= MATCH and strong and s_other > s_same:
+            elif f_other is not None and s_other >= MATCH and strong and s_other > s_same and not differential:
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
             elif f_same is not None and s_same >= MATCH:
                 label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
