@@ -30,6 +30,10 @@ VARIANTS = {
     "+ static_packs + compile_norm_rope": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
     },
+    # with --quant nf4: the 4-bit base through the blocks (train=gpu), and the per-projection path before them
+    "fused_blocks + static_packs (flex) + compile_norm_rope, no blocks": {
+        "fused_lora": True, "fused_blocks": False, "static_packs": 512, "compile_norm_rope": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     parser.add_argument("--shape", help="a random-weight model of this benchmark shape instead")
+    parser.add_argument("--quant", default="none", help="the quant preset (nf4: QLoRA's levers; needs a GPU)")
     args = parser.parse_args(argv)
     from medqa.config.build import settings_from_cfg
     from medqa.config.compose import compose_config
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
         root = Path(os.environ.get("MEDQA_BENCH", "/tmp/medqa-bench"))
         model = ["model=llama32_3b", f"model.name_or_path={common.random_checkpoint(args.shape, root)}"]
-    overrides = [f"train={args.preset}", "lora=attn_mlp", "tracking=none", *model]
+    overrides = [f"train={args.preset}", f"quant={args.quant}", "lora=attn_mlp", "tracking=none", *model]
     settings = settings_from_cfg(compose_config(overrides))
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]

@@ -32,6 +32,10 @@ ROWS = {
     # (b) medqa's GPU preset (conf/train/gpu.yaml), (c) the same with the base in 4-bit NF4 (QLoRA).
     "b": GPU,
     "c": [*GPU, "quant=nf4"],
+    # QLoRA's levers (s10): c as measured before them (fp32 layers, per-projection LoRA over 4-bit bases), then each.
+    "c_s9": [*GPU, "quant=nf4", "quant.fp32_layers=true", "train.fused_blocks=false"],
+    "c_bf16": [*GPU, "quant=nf4", "train.fused_blocks=false"],
+    "c_blocks": [*GPU, "quant=nf4", "quant.fp32_layers=true"],
     # Levers, one at a time from (a) (RESULTS.md has the prediction written before each was measured).
     "a_nogc": [*SEED, "train.gradient_checkpointing=false"],
     "a_b16": [*SEED, "train.per_device_batch=16", "train.grad_accum=1"],

@@ -210,3 +210,53 @@ def test_gpu_preset_takes_both_levers_and_the_others_can_turn_them_off(compose):
     seed = settings_from_cfg(compose(["train=seed_t4"])).train
     assert not (seed.fused_blocks or seed.flash_varlen)
     assert dataclasses.replace(train, fused_blocks=False).fused_lora
+
+
+def _qlora_model(settings, dropout: float = 0.0):
+    """The tiny model with its seven projections a layer as bitsandbytes NF4 linears (QLoRA's base, quantized on
+    CPU), wrapped by PEFT (its bitsandbytes LoRA layers), B drawn away from zero."""
+    import bitsandbytes as bnb
+    from peft import get_peft_model
+
+    from medqa.model.loading import load_base, lora_config
+
+    model, tokenizer, _ = load_base(settings.model, settings.quant)
+    for layer in model.model.layers:
+        for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
+                              (layer.mlp, ("gate_proj", "up_proj", "down_proj"))):  # fmt: skip
+            for name in names:
+                dense = getattr(parent, name)
+                quantized = bnb.nn.Linear4bit(
+                    dense.in_features, dense.out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4"
+                )
+                quantized.weight = bnb.nn.Params4bit(dense.weight.data, requires_grad=False, quant_type="nf4")
+                setattr(parent, name, quantized.to("cpu"))  # .to quantizes the weight
+    model = get_peft_model(model, lora_config(dataclasses.replace(settings.lora, dropout=dropout)))
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.02)
+    return model, tokenizer
+
+
+def test_whole_blocks_over_a_4bit_base_match_peft_qlora(compose_small, base_dir, monkeypatch):
+    """QLoRA: over bitsandbytes NF4 projections the blocks dequantize each weight (forward, and again in backward)
+    and compute PEFT's bitsandbytes LoRA function: the same loss and every LoRA gradient."""
+    from medqa.config.build import settings_from_cfg
+    from medqa.model.fused_blocks import _dense_weight
+
+    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
+    model, tokenizer = _qlora_model(settings)
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert type(q_proj.base_layer).__name__ == "Linear4bit" and q_proj.base_layer.weight.dtype == torch.uint8
+    dense = _dense_weight(q_proj.base_layer.weight, torch.float32)
+    assert dense.shape == (q_proj.out_features, q_proj.in_features) and dense.abs().sum() > 0
+    batch = _training_batch(tokenizer)
+    calls = _counting(monkeypatch)
+    loss_peft, grads_peft = _loss_and_grads(model, batch, seed=7)
+    assert calls == {"qkv": 0, "mlp": 0}
+    layers = model.config.num_hidden_layers
+    assert _fuse_all(model) == (layers, layers)
+    loss, grads = _loss_and_grads(model, batch, seed=7)
+    assert calls == {"qkv": layers, "mlp": layers} and len(grads) == 2 * 7 * layers
+    _assert_same(loss, grads, loss_peft, grads_peft)

@@ -13,8 +13,10 @@ it, as Unsloth's `LoRA_QKV` / `LoRA_MLP` do (unsloth/kernels/fast_lora.py):
 With dropout > 0, PEFT draws an independent mask per projection; here q, k, v share one mask (they read the same
 input) and gate, up share another: the same expected function, different draws. Tests check the gradients
 against PEFT with the masks fixed. Base weights are frozen: no weight gradient is computed for them. Blocks
-outside the plain case (adapters off or merged, several adapters, DoRA, a LoRA bias, a quantized base, a cache,
-no gradient) take the model's own forward, whose projections still go through `medqa.model.fused_lora` if fused."""
+outside the plain case (adapters off or merged, several adapters, DoRA, a LoRA bias, an 8-bit base, a cache,
+no gradient) take the model's own forward, whose projections still go through `medqa.model.fused_lora` if fused.
+A bitsandbytes 4-bit base (QLoRA) takes the blocks too: each node dequantizes its weights into transient copies in
+forward and again in backward (2 bytes a weight are never kept between them)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,17 @@ MLP_CLASSES = ("LlamaMLP",)
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     device = x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def _dense_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A base projection's weight in the compute dtype; a bitsandbytes 4-bit weight dequantized into a transient
+    copy (QLoRA: forward and backward each dequantize again rather than keep 2 bytes a weight alive in between)."""
+    state = getattr(weight, "quant_state", None)
+    if state is None:
+        return weight.to(dtype)
+    from bitsandbytes.functional import dequantize_4bit
+
+    return dequantize_4bit(weight, state).to(dtype)
 
 
 def _dropout(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -55,7 +68,7 @@ class _SharedInputLora(torch.autograd.Function):
         dtype = _compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-            ws = [weights[4 * i].to(dtype) for i in range(n)]
+            ws = [_dense_weight(weights[4 * i], dtype) for i in range(n)]
             a = torch.cat([weights[4 * i + 2] for i in range(n)]).to(dtype)  # (sum of ranks, in)
             bs = [weights[4 * i + 3].to(dtype) for i in range(n)]
             xd, mask = _dropout(x2, p)
@@ -67,7 +80,8 @@ class _SharedInputLora(torch.autograd.Function):
                 out.addmm_(t[:, start : start + rank], bs[i].t(), alpha=scales[i])
                 outs.append(out.view(*x.shape[:-1], out.shape[-1]))
                 start += rank
-        ctx.save_for_backward(xd, mask, t, a, *ws, *bs)
+        ctx.save_for_backward(xd, mask, t, a, *bs)
+        ctx.base = tuple(weights[4 * i] for i in range(n))  # frozen parameters: made dense again in backward
         ctx.p, ctx.scales, ctx.x_shape, ctx.x_dtype = p, scales, x.shape, x.dtype
         ctx.ranks = [weights[4 * i + 2].shape[0] for i in range(n)]
         ctx.weight_dtypes = [(weights[4 * i + 2].dtype, weights[4 * i + 3].dtype) for i in range(n)]
@@ -75,9 +89,8 @@ class _SharedInputLora(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        n = len(ctx.scales)
-        xd, mask, t, a, *rest = ctx.saved_tensors
-        ws, bs = rest[:n], rest[n:]
+        xd, mask, t, a, *bs = ctx.saved_tensors
+        ws = [_dense_weight(w, a.dtype) for w in ctx.base]
         gs = [g.reshape(-1, g.shape[-1]).to(a.dtype) for g in grads]
         # u_i = s_i · g_i @ B_i: the gradient at the r-wide product, for A's and the input's gradients
         u = torch.cat([(g @ b).mul_(s) for g, b, s in zip(gs, bs, ctx.scales, strict=True)], dim=1)
@@ -110,7 +123,7 @@ class _LoraSwiGLU(torch.autograd.Function):
         sg, su, sd = scales
         with torch.autocast(x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1]).to(dtype)
-            wg_, wu_, wd_ = wg.to(dtype), wu.to(dtype), wd.to(dtype)
+            wg_, wu_, wd_ = (_dense_weight(w, dtype) for w in (wg, wu, wd))
             a1 = torch.cat([ag, au]).to(dtype)
             bg_, bu_, ad_, bd_ = bg.to(dtype), bu.to(dtype), ad.to(dtype), bd.to(dtype)
             rg = ag.shape[0]
@@ -126,14 +139,17 @@ class _LoraSwiGLU(torch.autograd.Function):
             del hd
             y = h @ wd_.t()
             y.addmm_(t2, bd_.t(), alpha=sd)
-        ctx.save_for_backward(xd, mask1, t1, e, g, mask2, t2, wg_, wu_, wd_, a1, bg_, bu_, ad_, bd_)
+        del wg_, wu_, wd_  # a 4-bit base's dense copies: made again in backward, not kept in between
+        ctx.save_for_backward(xd, mask1, t1, e, g, mask2, t2, a1, bg_, bu_, ad_, bd_)
+        ctx.base = (wg, wu, wd)
         ctx.p, ctx.scales, ctx.rg, ctx.x_shape, ctx.x_dtype = p, scales, rg, x.shape, x.dtype
         ctx.weight_dtypes = [t.dtype for t in (ag, bg, au, bu, ad, bd)]
         return y.view(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_y):
-        xd, mask1, t1, e, g, mask2, t2, wg, wu, wd, a1, bg, bu, ad, bd = ctx.saved_tensors
+        xd, mask1, t1, e, g, mask2, t2, a1, bg, bu, ad, bd = ctx.saved_tensors
+        wg, wu, wd = (_dense_weight(w, e.dtype) for w in ctx.base)
         sg, su, sd = ctx.scales
         p, rg = ctx.p, ctx.rg
         gy = grad_y.reshape(-1, grad_y.shape[-1]).to(e.dtype)
@@ -174,8 +190,10 @@ def _lora_parts(layer) -> tuple | None:
     """(W, bias, A, B, scale, p) of a plain single-adapter LoRA linear over a frozen nn.Linear; None otherwise."""
     from peft.tuners.lora import LoraLayer
 
-    if not isinstance(layer, LoraLayer) or type(layer.base_layer) is not torch.nn.Linear:
-        return None  # quantized bases (bitsandbytes) keep the per-projection path
+    if not isinstance(layer, LoraLayer):
+        return None
+    if not (type(layer.base_layer) is torch.nn.Linear or _is_4bit(layer.base_layer)):
+        return None  # other bases (bitsandbytes' 8-bit, ...) keep the per-projection path
     adapters = layer.active_adapters
     if len(adapters) != 1 or layer.disable_adapters or layer.merged:
         return None
@@ -188,6 +206,11 @@ def _lora_parts(layer) -> tuple | None:
     dropout = layer.lora_dropout[name]
     p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and dropout.training else 0.0
     return base.weight, base.bias, layer.lora_A[name].weight, layer.lora_B[name].weight, float(layer.scaling[name]), p
+
+
+def _is_4bit(base: torch.nn.Module) -> bool:
+    """A bitsandbytes 4-bit linear with its weight quantized (QLoRA), without importing bitsandbytes."""
+    return type(base).__name__ == "Linear4bit" and getattr(base.weight, "quant_state", None) is not None
 
 
 def _block_parts(module, names: tuple[str, ...]) -> list[tuple] | None:

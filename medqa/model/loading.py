@@ -80,12 +80,24 @@ def load_base(
             ) from err
         raise
     if quant.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        _prepare_4bit(model, quant.fp32_layers)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, path
+
+
+def _prepare_4bit(model: PreTrainedModel, fp32_layers: bool) -> None:
+    """QLoRA's preparation of a 4-bit base: every base weight frozen; with `fp32_layers` (the seed's recipe, PEFT's
+    prepare_model_for_kbit_training) the unquantized layers are upcast to fp32, so the residual stream runs in fp32
+    and every bf16 GEMM casts its input and the LM head's weight: half of QLoRA's extra time on an H200
+    (benchmarks/RESULTS.md s7). Without it they stay in model.dtype, as in the unquantized model."""
+    if fp32_layers:
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return
+    for param in model.parameters():
+        param.requires_grad_(False)
 
 
 def load_adapter(model: PreTrainedModel, adapter_dir: Path):

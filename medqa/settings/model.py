@@ -37,6 +37,9 @@ class QuantSettings:
     quant_type: str = "nf4"
     double_quant: bool = True
     compute_dtype: str = "bfloat16"
+    # The layers left unquantized (embeddings, norms, LM head) in fp32, as PEFT's prepare_model_for_kbit_training
+    # (the seed's recipe); false keeps them in model.dtype, as without quantization (train=gpu: faster).
+    fp32_layers: bool = True
 
     def problems(self) -> list[str]:
         """What is wrong with these fields (checked only when 4-bit loading is on)."""
