@@ -31,7 +31,7 @@ VARIANTS = {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
     },
     # with --quant nf4: the 4-bit base through the blocks (train=gpu), and the per-projection path before them
-    "fused_blocks + static_packs (flex) + compile_norm_rope, no blocks": {
+    "no blocks + static_packs (flex) + compile_norm_rope": {
         "fused_lora": True, "fused_blocks": False, "static_packs": 512, "compile_norm_rope": True,
     },
     "+ cuda_graphs": {

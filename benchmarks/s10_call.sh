@@ -23,6 +23,6 @@ med timeout "$((budget - 100 - SECONDS))" python3 benchmarks/train_throughput.py
   --profile "$out/profile" --profile-rows "${PROFILE_ROWS:-b,c}" --json "$out/train.json" > "$out/train.log" 2>&1
 echo "train rc=$? at ${SECONDS}s"; tail -8 "$out/train.log"
 med timeout "$((budget - SECONDS))" python3 benchmarks/levers_learn.py --shape toy --quant nf4 \
-  --variants "fused_blocks + static_packs (flex) + compile_norm_rope,fused_blocks + static_packs (flex) + compile_norm_rope, no blocks" \
+  --variants "fused_blocks + static_packs (flex) + compile_norm_rope,no blocks + static_packs (flex) + compile_norm_rope" \
   > "$out/learn.log" 2>&1
 echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -4

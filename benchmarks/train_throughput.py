@@ -63,6 +63,7 @@ ROWS = {
     "b_static_flex": [*GPU, "train.static_packs=512"],  # static packs with flex attention (no flash_varlen)
     "c_static": [*GPU, "quant=nf4", "train.static_packs=512"],
     "b_graphs": [*GPU, "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
+    "b_graphs_nocnr": [*GPU, "train.flash_varlen=true", "train.cuda_graphs=true", "train.compile_norm_rope=false"],
     "b_graphs256": [*GPU, "train.flash_varlen=true", "train.static_packs=256", "train.cuda_graphs=true"],
     "c_graphs": [*GPU, "quant=nf4", "train.flash_varlen=true", "train.static_packs=512", "train.cuda_graphs=true"],
     # issue 19, third push: RMSNorm and RoPE as compiled kernels, 256-token buckets, flash on top of b

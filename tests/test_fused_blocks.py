@@ -204,9 +204,9 @@ def test_gpu_preset_takes_both_levers_and_the_others_can_turn_them_off(compose):
     from medqa.config.build import settings_from_cfg
 
     train = settings_from_cfg(compose(["train=gpu"])).train
-    assert train.fused_blocks and train.fused_lora and train.padding_free and not train.flash_varlen
-    other = settings_from_cfg(compose(["train=gpu", "train.fused_blocks=false", "train.flash_varlen=true"])).train
-    assert other.flash_varlen and not other.fused_blocks
+    assert train.fused_blocks and train.fused_lora and train.padding_free and train.flash_varlen
+    other = settings_from_cfg(compose(["train=gpu", "train.fused_blocks=false", "train.flash_varlen=false"])).train
+    assert not other.flash_varlen and not other.fused_blocks
     seed = settings_from_cfg(compose(["train=seed_t4"])).train
     assert not (seed.fused_blocks or seed.flash_varlen)
     assert dataclasses.replace(train, fused_blocks=False).fused_lora
