@@ -653,10 +653,13 @@ NEGATED_HEADER = re.compile(
 )
 
 
+LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)])?\s*Not (?=\S)")
+
+
 def negate_listed(text: str) -> str:
     """`text` with each list line under a negating header ("Don't:", "### What's not first-line") prefixed "Not ",
     so its items are read as what the header says they are: things not to do, or not true."""
-    out, negating = [], False
+    out, negating, just_under = [], False, False
     for line in text.splitlines():
         bare = line.strip().strip("*_# ").rstrip("*_ ")
         marked = MARKER.match(line.strip())
@@ -665,7 +668,11 @@ def negate_listed(text: str) -> str:
             line = stripped[: marked.end()] + "Not " + stripped[marked.end() :]
         elif bare and not marked:
             header = line.strip().startswith("#") or bare.endswith(":")
+            if just_under and not header:  # "### Avoid" then a plain line: "Combining an ACEi with an ARB."
+                line = "Not " + line.strip()
             negating = header and len(bare.split()) <= 8 and bool(NEGATED_HEADER.search(bare))
+        just_under = negating if bare else just_under
+        just_under = just_under and not marked
         out.append(line)
     return "\n".join(out)
 
@@ -714,6 +721,8 @@ def is_question(sentence: str) -> bool:
 
 
 def _rule_hit(rule: Rule, sentence: str) -> bool:
+    if LISTED_NOT.match(sentence):
+        return False  # an item under "Avoid:" or "Myths:" (negate_listed): what is wrong, not a claim of it
     if not any(p.search(sentence) for p in rule.patterns):
         return False
     if rule.context and not any(p.search(sentence) for p in rule.context):
