@@ -254,8 +254,14 @@ def test_blind_sets_written_without_the_scorer_keep_their_agreement():
     A regression floor for the sets the scorer was tuned on (the old scorer scored 0.64-0.72 on 2-7). Each set's
     first-look number, before any tuning on it, is in README "How far to trust it"."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    from concurrent.futures import ProcessPoolExecutor
+
     from scorer_agreement import agreement
 
-    for n, floor in [*((n, 0.93) for n in range(1, 8)), *((n, 0.95) for n in range(8, 17))]:
-        r = agreement(ROOT / "tests" / "assets" / "blind" / f"blind{n}.jsonl")
+    # 21 and 22 were never tuned on (their first look is their number): a floor below it, against regressions
+    floors = {**{n: 0.93 for n in range(1, 8)}, **{n: 0.95 for n in range(8, 21)}, 21: 0.9, 22: 0.9}
+    paths = [ROOT / "tests" / "assets" / "blind" / f"blind{n}.jsonl" for n in floors]
+    with ProcessPoolExecutor(max_workers=2) as pool:  # 2,060 answers: the scorer is pure Python, one set a core
+        results = list(pool.map(agreement, paths))
+    for (n, floor), r in zip(floors.items(), results, strict=True):
         assert r["auc"] >= floor, (n, r)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import yaml
 
@@ -189,6 +189,7 @@ def stem(word: str) -> str:
 WORD = re.compile(r"[a-z0-9][a-z0-9&'-]*")
 
 
+@lru_cache(maxsize=1 << 16)  # the same sentences and reference facts are normalised many times an answer
 def substitute(text: str) -> str:
     """`text` in lower case with every lexicon phrase and drug name replaced by its canonical word."""
     lex = lexicon()
@@ -653,10 +654,13 @@ NEGATED_HEADER = re.compile(
 )
 
 
+LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)])?\s*Not (?=\S)")
+
+
 def negate_listed(text: str) -> str:
     """`text` with each list line under a negating header ("Don't:", "### What's not first-line") prefixed "Not ",
     so its items are read as what the header says they are: things not to do, or not true."""
-    out, negating = [], False
+    out, negating, just_under = [], False, False
     for line in text.splitlines():
         bare = line.strip().strip("*_# ").rstrip("*_ ")
         marked = MARKER.match(line.strip())
@@ -665,7 +669,11 @@ def negate_listed(text: str) -> str:
             line = stripped[: marked.end()] + "Not " + stripped[marked.end() :]
         elif bare and not marked:
             header = line.strip().startswith("#") or bare.endswith(":")
+            if just_under and not header:  # "### Avoid" then a plain line: "Combining an ACEi with an ARB."
+                line = "Not " + line.strip()
             negating = header and len(bare.split()) <= 8 and bool(NEGATED_HEADER.search(bare))
+        just_under = negating if bare else just_under
+        just_under = just_under and not marked
         out.append(line)
     return "\n".join(out)
 
@@ -713,8 +721,17 @@ def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith("?")
 
 
+@cache
+def _any_of(patterns: tuple[re.Pattern, ...]) -> re.Pattern:
+    """One regex that matches where any of `patterns` does (all are case-insensitive, none has a backreference):
+    one scan in C instead of a Python loop over them, for the sentences that match none (most)."""
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE)
+
+
 def _rule_hit(rule: Rule, sentence: str) -> bool:
-    if not any(p.search(sentence) for p in rule.patterns):
+    if LISTED_NOT.match(sentence):
+        return False  # an item under "Avoid:" or "Myths:" (negate_listed): what is wrong, not a claim of it
+    if not _any_of(rule.patterns).search(sentence):
         return False
     if rule.context and not any(p.search(sentence) for p in rule.context):
         return False
@@ -755,6 +772,8 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
         if condition is None and "*" not in conds:
             continue
         if condition is not None and "*" not in conds and condition not in conds:
+            continue
+        if not _any_of(rule.patterns).search(sentence):
             continue
         if any(u.search(sentence) for u in rule.unless):
             continue  # "quinine plus clindamycin": an antibiotic as a partner drug, not instead of treatment
