@@ -23,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: here it is a local CPU wheel; unpinned it would pull GBs of CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# bitsandbytes for the QLoRA test only (its CPU backend quantizes NF4), beside site-packages: installed there,
+	# every `import peft` would import it and torch's compiler with it (seconds a process, in every CLI test).
+	$(PY) -m pip install -q --no-deps --target $(VENV)/bnb 'bitsandbytes==0.50.2'
 	touch $@
 
 run: setup

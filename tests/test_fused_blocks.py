@@ -5,11 +5,18 @@ every LoRA gradient in fp32 on the tiny model (CPU). The GPU timings are in benc
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from tests.test_fused_lora import _batch, _lora_model, _loss_and_grads, _train
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class _FixedMask(torch.nn.Module):
@@ -239,24 +246,20 @@ def _qlora_model(settings, dropout: float = 0.0):
     return model, tokenizer
 
 
-def test_whole_blocks_over_a_4bit_base_match_peft_qlora(compose_small, base_dir, monkeypatch):
+def test_whole_blocks_over_a_4bit_base_match_peft_qlora(base_dir):
     """QLoRA: over bitsandbytes NF4 projections the blocks dequantize each weight (forward, and again in backward)
-    and compute PEFT's bitsandbytes LoRA function: the same loss and every LoRA gradient."""
-    from medqa.config.build import settings_from_cfg
-    from medqa.model.fused_blocks import _dense_weight
-
-    settings = settings_from_cfg(compose_small(["lora=attn_mlp"]))
-    model, tokenizer = _qlora_model(settings)
-    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
-    assert type(q_proj.base_layer).__name__ == "Linear4bit" and q_proj.base_layer.weight.dtype == torch.uint8
-    dense = _dense_weight(q_proj.base_layer.weight, torch.float32)
-    assert dense.shape == (q_proj.out_features, q_proj.in_features) and dense.abs().sum() > 0
-    batch = _training_batch(tokenizer)
-    calls = _counting(monkeypatch)
-    loss_peft, grads_peft = _loss_and_grads(model, batch, seed=7)
-    assert calls == {"qkv": 0, "mlp": 0}
-    layers = model.config.num_hidden_layers
-    assert _fuse_all(model) == (layers, layers)
-    loss, grads = _loss_and_grads(model, batch, seed=7)
-    assert calls == {"qkv": layers, "mlp": layers} and len(grads) == 2 * 7 * layers
-    _assert_same(loss, grads, loss_peft, grads_peft)
+    and compute PEFT's bitsandbytes LoRA function: the same loss and every LoRA gradient. In its own process, with
+    bitsandbytes from beside the venv (`make setup` puts it in .venv/bnb): in site-packages, every `import peft`
+    in every other test would import it, and torch's compiler with it."""
+    side = Path(sys.prefix) / "bnb"
+    if not (side / "bitsandbytes").is_dir():
+        pytest.fail(f"{side}/bitsandbytes missing: `make setup` installs it there for this test")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(side), str(ROOT)])}
+    check = ROOT / "tests" / "qlora_blocks_check.py"
+    proc = subprocess.run([sys.executable, str(check)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    layers = summary["layers"]
+    assert summary["base"] == "Linear4bit" and summary["weight_dtype"] == "torch.uint8"
+    assert summary["calls_peft"] == {"qkv": 0, "mlp": 0} and summary["calls_fused"] == {"qkv": layers, "mlp": layers}
+    assert summary["gradients_compared"] == 2 * 7 * layers

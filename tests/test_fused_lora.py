@@ -134,6 +134,7 @@ def test_under_bf16_autocast_the_branch_computes_in_bf16_and_keeps_fp32_gradient
         assert cosine > 0.95 and 0.9 < ratio < 1.1, (name, cosine.item(), ratio.item())  # bf16: ~3 digits
 
 
+@pytest.mark.slow  # ~11 s; train.compile_layers is an opt-in lever measured slower on a GPU (RESULTS.md): `make slow`
 @pytest.mark.skipif(
     os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default"),
     reason="torch.compile under a forced CPU capability (ATEN_CPU_CAPABILITY) segfaults in inductor's kernels after "

@@ -42,6 +42,7 @@ def test_remainder_rejects_a_share_above_one(compose):
         validate_mix(settings_from_cfg(compose(["data.mix.wikidoc=1.5"])).data)
 
 
+@pytest.mark.slow  # ~20 s of two training runs through submitit's local executor (`make slow`); the config checks stay
 def test_submitit_local_runs_a_two_point_multirun(base_dir, shrink_overrides, tmp_path, run_module):
     sweep_dir = tmp_path / "sweep"
     overrides = [

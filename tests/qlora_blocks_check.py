@@ -1,0 +1,50 @@
+"""QLoRA's check for tests/test_fused_blocks.py, run in its own process with bitsandbytes on the path: PEFT's
+bitsandbytes LoRA and the whole-block nodes over the same NF4 projections of the tiny model (CPU, fp32 compute)
+give the same loss and every LoRA gradient. Exits non-zero on a difference; prints a JSON summary last."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from medqa.config.build import settings_from_cfg
+from medqa.config.compose import compose_config
+from tests.conftest import TEST_OVERRIDES
+from tests.test_fused_blocks import _assert_same, _fuse_all, _qlora_model, _training_batch
+from tests.test_fused_lora import _loss_and_grads
+
+
+def main() -> None:
+    from medqa.model import fused_blocks
+
+    calls = {"qkv": 0, "mlp": 0}
+    for key, node in (("qkv", fused_blocks._SharedInputLora), ("mlp", fused_blocks._LoraSwiGLU)):
+
+        def counted(*args, _apply=node.apply, _key=key):
+            calls[_key] += 1
+            return _apply(*args)
+
+        node.apply = counted
+    settings = settings_from_cfg(compose_config([*TEST_OVERRIDES, "lora=attn_mlp"]))
+    model, tokenizer = _qlora_model(settings)
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    dense = fused_blocks._dense_weight(q_proj.base_layer.weight, torch.float32)
+    assert dense.shape == (q_proj.out_features, q_proj.in_features) and dense.abs().sum() > 0
+    batch = _training_batch(tokenizer)
+    loss_peft, grads_peft = _loss_and_grads(model, batch, seed=7)
+    calls_peft = dict(calls)
+    layers = model.config.num_hidden_layers
+    assert _fuse_all(model) == (layers, layers)
+    loss, grads = _loss_and_grads(model, batch, seed=7)
+    _assert_same(loss, grads, loss_peft, grads_peft)
+    summary = {
+        "base": type(q_proj.base_layer).__name__, "weight_dtype": str(q_proj.base_layer.weight.dtype),
+        "layers": layers, "calls_peft": calls_peft, "calls_fused": {k: calls[k] - calls_peft[k] for k in calls},
+        "gradients_compared": len(grads_peft), "loss": loss.item(), "loss_peft": loss_peft.item(),
+    }  # fmt: skip
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
