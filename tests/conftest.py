@@ -113,15 +113,45 @@ def run_module():
     return run
 
 
+_SWEEP_GRID: dict = {}  # the grid's command, started while tests are collected (pytest_collection_modifyitems)
+
+
+def _start_sweep_grid() -> tuple[Path, subprocess.Popen]:
+    """`python -m medqa.sweep sweeps/mix_x_targets_tiny.yaml` into a new folder, in the background; its output goes
+    to cli_output.txt there."""
+    out = Path(tempfile.mkdtemp(prefix="medqa-test-sweep-"))
+    extra = ["--", *TEST_OVERRIDES] if TEST_OVERRIDES else []
+    cmd = [sys.executable, "-m", "medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra]
+    with open(out / "cli_output.txt", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return out, proc
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected: only for a grid some selected test uses
+def pytest_collection_modifyitems(session, config, items):
+    """The 2x2 sweep grid (four real training runs, ~80 s) starts as soon as collection shows a test that needs it,
+    so it runs beside the tests before that one instead of holding up the first of them."""
+    if any("sweep_grid" in getattr(item, "fixturenames", ()) for item in items):
+        _SWEEP_GRID["run"] = _start_sweep_grid()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A grid started for tests that never ran (a failure with -x, an interrupt) is stopped with the session."""
+    if "run" in _SWEEP_GRID:
+        _SWEEP_GRID.pop("run")[1].kill()
+
+
 @pytest.fixture(scope="session")
-def sweep_grid(base_dir, run_module, tmp_path_factory):
+def sweep_grid(base_dir):
     """sweeps/mix_x_targets_tiny.yaml (2x2: WikiDoc share x LoRA targets) run once through `python -m
     medqa.sweep`: real training, W&B offline. Returns the sweep folder (sweep.json, run dirs 00..03); the
     command's output is beside it in cli_output.txt."""
-    out = tmp_path_factory.mktemp("sweep")
-    extra = ["--", *TEST_OVERRIDES] if TEST_OVERRIDES else []
-    proc = run_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra)
-    (out / "cli_output.txt").write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out, proc = _SWEEP_GRID.pop("run", None) or _start_sweep_grid()
+    try:
+        returncode = proc.wait(timeout=900)
+    finally:
+        proc.kill()  # no-op once it has exited; a timeout does not leave it running
+    assert returncode == 0, (out / "cli_output.txt").read_text()[-5000:]
     (folder,) = [p for p in out.iterdir() if p.is_dir()]
     return folder
