@@ -100,13 +100,18 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     return summary, run_dir, watcher
 
 
+def _checkout_env() -> dict[str, str]:
+    """This environment with the checkout on PYTHONPATH: what a subprocess of the tests runs medqa from."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 @pytest.fixture(scope="session")
 def run_module():
     """`python -m MODULE ARGS` from the repository root, as a user types it, output captured as text.
     `env` replaces the environment (default: this one, with the checkout on PYTHONPATH)."""
 
     def run(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-        env = env if env is not None else {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = env if env is not None else _checkout_env()
         cmd = [sys.executable, "-m", module, *args]
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -123,8 +128,7 @@ def _start_sweep_grid() -> tuple[Path, subprocess.Popen]:
     extra = ["--", *TEST_OVERRIDES] if TEST_OVERRIDES else []
     cmd = [sys.executable, "-m", "medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra]
     with open(out / "cli_output.txt", "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_checkout_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
     return out, proc
 
 

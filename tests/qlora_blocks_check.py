@@ -11,8 +11,24 @@ import torch
 from medqa.config.build import settings_from_cfg
 from medqa.config.compose import compose_config
 from tests.conftest import TEST_OVERRIDES
-from tests.test_fused_blocks import _assert_same, _fuse_all, _qlora_model, _training_batch
-from tests.test_fused_lora import _loss_and_grads
+from tests.test_fused_blocks import _assert_same, _fuse_all, _training_batch
+from tests.test_fused_lora import _lora_model, _loss_and_grads
+
+
+def _quantize_projections(model) -> None:
+    """The seven projections of each layer as bitsandbytes NF4 linears (QLoRA's base), quantized on CPU."""
+    import bitsandbytes as bnb
+
+    for layer in model.model.layers:
+        for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
+                              (layer.mlp, ("gate_proj", "up_proj", "down_proj"))):  # fmt: skip
+            for name in names:
+                dense = getattr(parent, name)
+                quantized = bnb.nn.Linear4bit(
+                    dense.in_features, dense.out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4"
+                )
+                quantized.weight = bnb.nn.Params4bit(dense.weight.data, requires_grad=False, quant_type="nf4")
+                setattr(parent, name, quantized.to("cpu"))  # .to quantizes the weight
 
 
 def main() -> None:
@@ -27,7 +43,7 @@ def main() -> None:
 
         node.apply = counted
     settings = settings_from_cfg(compose_config([*TEST_OVERRIDES, "lora=attn_mlp"]))
-    model, tokenizer = _qlora_model(settings)
+    model, tokenizer = _lora_model(settings, dropout=0.0, before_lora=_quantize_projections)
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
     dense = fused_blocks._dense_weight(q_proj.base_layer.weight, torch.float32)
     assert dense.shape == (q_proj.out_features, q_proj.in_features) and dense.abs().sum() > 0

@@ -219,33 +219,6 @@ def test_gpu_preset_takes_both_levers_and_the_others_can_turn_them_off(compose):
     assert dataclasses.replace(train, fused_blocks=False).fused_lora
 
 
-def _qlora_model(settings, dropout: float = 0.0):
-    """The tiny model with its seven projections a layer as bitsandbytes NF4 linears (QLoRA's base, quantized on
-    CPU), wrapped by PEFT (its bitsandbytes LoRA layers), B drawn away from zero."""
-    import bitsandbytes as bnb
-    from peft import get_peft_model
-
-    from medqa.model.loading import load_base, lora_config
-
-    model, tokenizer, _ = load_base(settings.model, settings.quant)
-    for layer in model.model.layers:
-        for parent, names in ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
-                              (layer.mlp, ("gate_proj", "up_proj", "down_proj"))):  # fmt: skip
-            for name in names:
-                dense = getattr(parent, name)
-                quantized = bnb.nn.Linear4bit(
-                    dense.in_features, dense.out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4"
-                )
-                quantized.weight = bnb.nn.Params4bit(dense.weight.data, requires_grad=False, quant_type="nf4")
-                setattr(parent, name, quantized.to("cpu"))  # .to quantizes the weight
-    model = get_peft_model(model, lora_config(dataclasses.replace(settings.lora, dropout=dropout)))
-    torch.manual_seed(0)
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            param.data.normal_(0, 0.02)
-    return model, tokenizer
-
-
 def test_whole_blocks_over_a_4bit_base_match_peft_qlora(base_dir):
     """QLoRA: over bitsandbytes NF4 projections the blocks dequantize each weight (forward, and again in backward)
     and compute PEFT's bitsandbytes LoRA function: the same loss and every LoRA gradient. In its own process, with

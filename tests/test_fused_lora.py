@@ -12,12 +12,15 @@ import torch
 from medqa.core.cpu_precision import autocast_dtype
 
 
-def _lora_model(settings, quant=None, dropout: float = 0.1):
+def _lora_model(settings, quant=None, dropout: float = 0.1, before_lora=None):
+    """The tiny model wrapped by PEFT's LoRA, B drawn away from zero; `before_lora(model)` changes the base first."""
     from peft import get_peft_model
 
     from medqa.model.loading import load_base, lora_config
 
     model, tokenizer, _ = load_base(settings.model, quant or settings.quant)
+    if before_lora is not None:
+        before_lora(model)
     lora = dataclasses.replace(settings.lora, dropout=dropout)
     model = get_peft_model(model, lora_config(lora))
     torch.manual_seed(0)

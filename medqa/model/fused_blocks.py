@@ -38,12 +38,11 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 def _dense_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A base projection's weight in the compute dtype; a bitsandbytes 4-bit weight dequantized into a transient
     copy (QLoRA: forward and backward each dequantize again rather than keep 2 bytes a weight alive in between)."""
-    state = getattr(weight, "quant_state", None)
-    if state is None:
-        return weight.to(dtype)
-    from bitsandbytes.functional import dequantize_4bit
+    from peft.utils.integrations import dequantize_bnb_weight, get_bnb_param_type
 
-    return dequantize_4bit(weight, state).to(dtype)
+    if get_bnb_param_type(weight) != "4bit":
+        return weight.to(dtype)
+    return dequantize_bnb_weight(weight).to(dtype)
 
 
 def _dropout(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -210,7 +209,9 @@ def _lora_parts(layer) -> tuple | None:
 
 def _is_4bit(base: torch.nn.Module) -> bool:
     """A bitsandbytes 4-bit linear with its weight quantized (QLoRA), without importing bitsandbytes."""
-    return type(base).__name__ == "Linear4bit" and getattr(base.weight, "quant_state", None) is not None
+    from peft.utils.integrations import get_bnb_param_type
+
+    return get_bnb_param_type(base.weight) == "4bit" and base.weight.quant_state is not None
 
 
 def _block_parts(module, names: tuple[str, ...]) -> list[tuple] | None:

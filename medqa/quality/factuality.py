@@ -672,8 +672,8 @@ def negate_listed(text: str) -> str:
             if just_under and not header:  # "### Avoid" then a plain line: "Combining an ACEi with an ARB."
                 line = "Not " + line.strip()
             negating = header and len(bare.split()) <= 8 and bool(NEGATED_HEADER.search(bare))
-        just_under = negating if bare else just_under
-        just_under = just_under and not marked
+        if bare:  # blank lines keep it: the last line with text was a negating header
+            just_under = negating and not marked
         out.append(line)
     return "\n".join(out)
 

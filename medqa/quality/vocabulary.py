@@ -345,9 +345,9 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
     for name in invented_bodies(text):
         add(name)
     for regex in (ACRONYM_INSTRUMENT_RE, HYPHEN_INSTRUMENT_RE):
-        for match in regex.finditer(text):
-            if match.group(1).lower() not in KNOWN_INSTRUMENTS and match.group(1).lower() not in extra:
-                add(match.group(1).lower())
+        for name in (m.group(1).lower() for m in regex.finditer(text)):
+            if name not in KNOWN_INSTRUMENTS and name not in extra:
+                add(name)
     for match in CODE_RE.finditer(text):
         letters = match.group(1)
         if "-" not in match.group(0):
