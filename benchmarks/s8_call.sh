@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The s8 measuring call (issue 19, peers): Unsloth on row b_peft's shape, batch and examples, row b_peft itself, and
 # torchtune's LoRA check, in one call. Wheel sets under $W (default .whl), built by s8_wheels.sh: med/ (medqa's),
-# uns/ (Unsloth's: trl 1.15, datasets 4.8.5, bitsandbytes), tt/ (torchtune 0.6.1's, torchao 0.15). Each set goes to
-# its own --target folder: Unsloth pins trl<=1.15 and datasets<5, medqa runs trl 1.16 and datasets 5.2.
-# From /work/main's checkout on the device, carrying `wheels` (s8_wheels.sh /work/main/wheels):
+# uns/ (Unsloth's: trl 1.15, datasets 4.8.5, bitsandbytes), tt/ (torchtune 0.6.1's with torchao 0.15: TT_RECIPE=1,
+# as the check loads the recipe). Each set goes to its own --target folder: Unsloth pins trl<=1.15 and datasets<5,
+# medqa runs trl 1.16 and datasets 5.2.
+# From /work/main's checkout on the device, carrying `wheels` (TT_RECIPE=1 s8_wheels.sh /work/main/wheels):
 #   cp wheels/bench/* benchmarks/ && W=wheels BUDGET_S=465 timeout 488 bash benchmarks/s8_call.sh
 # Stages stop at their own limits and the next starts; the last gets what is left of BUDGET_S. Outputs go to $OUT.
 set -uo pipefail

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The s9 measuring calls (issue 19, third push), from /work/main's checkout on the device, carrying `wheels`
-# (benchmarks/s8_wheels.sh /work/main/wheels: med/ medqa's wheels, uns/ Unsloth's set):
+# (benchmarks/s8_wheels.sh /work/main/wheels: med/ medqa's wheels, uns/ Unsloth's set, tt/ torchtune's):
 #   call 1, levers:  STAGES=check,learn,train bash benchmarks/s9_call.sh
-#   call 2, table:   STAGES=table bash benchmarks/s9_call.sh   (rows a, b_peft, b, c and Unsloth at both dropouts)
+#   call 2, table:   STAGES=table bash benchmarks/s9_call.sh   (rows a, b_peft, b, c and Unsloth at both dropouts;
+#                    torchtune's LoRA too where `wheels/tt` is carried: TT_S seconds of the budget are kept for it)
 # Every stage has its own time limit, so one that hangs does not take the call; outputs go to $OUT.
 set -uo pipefail
 out=${OUT:-gpu-out}
@@ -57,8 +58,9 @@ if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Un
   med timeout 60 python3 benchmarks/unsloth_row.py --write-examples "$root/examples.json" --root "$root" \
     > "$out/examples.log" 2>&1
   echo "examples rc=$? at ${SECONDS}s"
+  keep=0; [[ -d $W/tt ]] && keep=${TT_S:-240}  # torchtune's rows after Unsloth's
   for variant in u_drop05 u_drop0; do
-    left=$((budget - SECONDS)); [[ $variant == u_drop05 ]] && left=$((left / 2))
+    left=$((budget - keep - SECONDS)); [[ $variant == u_drop05 ]] && left=$((left / 2))
     ((left > 40)) || { echo "unsloth $variant skipped: ${left}s left"; continue; }
     PYTHONPATH=/tmp/site-uns:/tmp/site-med timeout "$left" python3 benchmarks/unsloth_row.py \
       --checkpoint "$root/llama32_3b" --examples "$root/examples.json" --variants "$variant" --steps "$steps" \
@@ -66,4 +68,17 @@ if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Un
       >> "$out/unsloth.log" 2>&1
     echo "unsloth $variant rc=$? at ${SECONDS}s"; grep '^{' "$out/unsloth.log" | tail -1 | cut -c1-600
   done
+  if [[ -d $W/tt ]]; then  # torchtune 0.6.1 on the same examples, with uns/'s torchao unless tt/ has its own
+    wheels=("$W"/tt/*.whl); compgen -G "$W/tt/torchao-*.whl" > /dev/null || wheels+=("$W"/uns/torchao-*.whl)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-tt "${wheels[@]}" \
+      > /tmp/pip-tt.log 2>&1 || { echo "pip tt failed"; tail -5 /tmp/pip-tt.log; }
+    for variant in tt tt_compile; do
+      left=$((budget - SECONDS)); [[ $variant == tt ]] && left=$((left / 2))
+      ((left > 40)) || { echo "torchtune $variant skipped: ${left}s left"; continue; }
+      PYTHONPATH=/tmp/site-tt:/tmp/site-med timeout "$left" python3 benchmarks/torchtune_row.py \
+        --checkpoint "$root/llama32_3b" --examples "$root/examples.json" --variants "$variant" --steps "$steps" \
+        --warmup "$warmup" --row-timeout "$((left - 5))" --json "$out/torchtune.jsonl" >> "$out/torchtune.log" 2>&1
+      echo "torchtune $variant rc=$? at ${SECONDS}s"; grep '^{' "$out/torchtune.log" | tail -1 | cut -c1-600
+    done
+  fi
 fi
