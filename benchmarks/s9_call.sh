@@ -59,8 +59,9 @@ if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Un
     > "$out/examples.log" 2>&1
   echo "examples rc=$? at ${SECONDS}s"
   keep=0; [[ -d $W/tt ]] && keep=${TT_S:-240}  # torchtune's rows after Unsloth's
-  for variant in u_drop05 u_drop0; do
-    left=$((budget - keep - SECONDS)); [[ $variant == u_drop05 ]] && left=$((left / 2))
+  variants=(${U_VARIANTS:-u_drop05 u_drop0})  # U_VARIANTS=u_drop05: the seed's dropout only
+  for variant in "${variants[@]}"; do
+    left=$((budget - keep - SECONDS)); [[ $variant != "${variants[-1]}" ]] && left=$((left / 2))
     ((left > 40)) || { echo "unsloth $variant skipped: ${left}s left"; continue; }
     PYTHONPATH=/tmp/site-uns:/tmp/site-med timeout "$left" python3 benchmarks/unsloth_row.py \
       --checkpoint "$root/llama32_3b" --examples "$root/examples.json" --variants "$variant" --steps "$steps" \

@@ -16,6 +16,9 @@ import medqa  # noqa: F401  (first: sets how torch's OpenMP threads wait, before
 from transformers import TrainerCallback
 # isort: on
 
+import early
+from early import TEST_OVERRIDES, checkout_env, launch, python_module
+
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying
@@ -26,11 +29,6 @@ os.environ["MEDQA_CACHE"] = tempfile.mkdtemp(prefix="medqa-test-cache-")
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="medqa-test-inductor-"))
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Overrides every test run adds. The held-out eval answers 14 of the 86 questions (2 for each of the 7 aspects):
-# it is still scored, logged and used for the alarm and the selection, at a sixth of the generation cost.
-# Tests about the eval itself set their own size (test_heldout_eval: 16; test_train_e2e's CLI run: all 86).
-TEST_OVERRIDES: list[str] = ["quality.heldout_questions=14"]
 
 
 @pytest.fixture(scope="session")
@@ -100,50 +98,38 @@ def smoke_run(compose_small, base_dir, tmp_path_factory):
     return summary, run_dir, watcher
 
 
-def _checkout_env() -> dict[str, str]:
-    """This environment with the checkout on PYTHONPATH: what a subprocess of the tests runs medqa from."""
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
 @pytest.fixture(scope="session")
 def run_module():
     """`python -m MODULE ARGS` from the repository root, as a user types it, output captured as text.
     `env` replaces the environment (default: this one, with the checkout on PYTHONPATH)."""
 
     def run(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-        env = env if env is not None else _checkout_env()
+        env = env if env is not None else checkout_env()
         cmd = [sys.executable, "-m", module, *args]
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run
 
 
-_SWEEP_GRID: dict = {}  # the grid's command, started while tests are collected (pytest_collection_modifyitems)
-
-
-def _start_sweep_grid() -> tuple[Path, subprocess.Popen]:
-    """`python -m medqa.sweep sweeps/mix_x_targets_tiny.yaml` into a new folder, in the background; its output goes
-    to cli_output.txt there."""
+@early.starts("sweep_grid")
+def _start_sweep_grid() -> early.Started:
+    """`python -m medqa.sweep sweeps/mix_x_targets_tiny.yaml` into a new folder; its output goes to cli_output.txt
+    there. Four real training runs (~80 s): started at collection (tests/early.py)."""
     out = Path(tempfile.mkdtemp(prefix="medqa-test-sweep-"))
     extra = ["--", *TEST_OVERRIDES] if TEST_OVERRIDES else []
-    cmd = [sys.executable, "-m", "medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra]
-    with open(out / "cli_output.txt", "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_checkout_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
-    return out, proc
+    cmd = python_module("medqa.sweep", "sweeps/mix_x_targets_tiny.yaml", "--out", str(out), *extra)
+    return early.Started({"grid": launch(cmd, out / "cli_output.txt")}, {"out": out})
 
 
-@pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected: only for a grid some selected test uses
+@pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected: only work some selected test uses
 def pytest_collection_modifyitems(session, config, items):
-    """The 2x2 sweep grid (four real training runs, ~80 s) starts as soon as collection shows a test that needs it,
-    so it runs beside the tests before that one instead of holding up the first of them."""
-    if any("sweep_grid" in getattr(item, "fixturenames", ()) for item in items):
-        _SWEEP_GRID["run"] = _start_sweep_grid()
+    """Fixtures made of whole subprocesses start as soon as collection shows a test that needs them, so they run
+    beside the tests before that one instead of holding up the first of them (tests/early.py)."""
+    early.start_used({name for item in items for name in getattr(item, "fixturenames", ())})
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A grid started for tests that never ran (a failure with -x, an interrupt) is stopped with the session."""
-    if "run" in _SWEEP_GRID:
-        _SWEEP_GRID.pop("run")[1].kill()
+    early.kill_untaken()
 
 
 @pytest.fixture(scope="session")
@@ -151,11 +137,8 @@ def sweep_grid(base_dir):
     """sweeps/mix_x_targets_tiny.yaml (2x2: WikiDoc share x LoRA targets) run once through `python -m
     medqa.sweep`: real training, W&B offline. Returns the sweep folder (sweep.json, run dirs 00..03); the
     command's output is beside it in cli_output.txt."""
-    out, proc = _SWEEP_GRID.pop("run", None) or _start_sweep_grid()
-    try:
-        returncode = proc.wait(timeout=900)
-    finally:
-        proc.kill()  # no-op once it has exited; a timeout does not leave it running
-    assert returncode == 0, (out / "cli_output.txt").read_text()[-5000:]
+    work = early.take("sweep_grid")
+    out = work.paths["out"]
+    assert work.wait("grid") == 0, (out / "cli_output.txt").read_text()[-5000:]
     (folder,) = [p for p in out.iterdir() if p.is_dir()]
     return folder

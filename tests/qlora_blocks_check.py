@@ -10,7 +10,7 @@ import torch
 
 from medqa.config.build import settings_from_cfg
 from medqa.config.compose import compose_config
-from tests.conftest import TEST_OVERRIDES
+from tests.early import TEST_OVERRIDES
 from tests.test_fused_blocks import _assert_same, _fuse_all, _training_batch
 from tests.test_fused_lora import _lora_model, _loss_and_grads
 

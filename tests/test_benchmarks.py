@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import early
+import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -19,13 +23,30 @@ def _run(script: str, *args: str) -> str:
     return proc.stdout
 
 
-def test_throughput_table_then_probe_share_of_it(tmp_path):
+@early.starts("throughput_rows")
+def _start_throughput_rows() -> early.Started:
+    """Rows a (the seed) and b (`train=gpu`) at the toy shape, one step each: started at collection (tests/early.py)."""
+    tmp = Path(tempfile.mkdtemp(prefix="medqa-test-bench-"))
+    cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--shape", "toy", "--rows", "a,b", "--steps", "1",
+           "--warmup", "1", "--examples", "32", "--root", str(tmp), "--json", str(tmp / "train.json")]  # fmt: skip
+    return early.Started({"rows": early.launch(cmd, tmp / "out.txt", stderr=tmp / "err.txt")}, {"tmp": tmp})
+
+
+@pytest.fixture(scope="module")
+def throughput_rows() -> tuple[Path, str]:
+    """(the folder with train.json and the random checkpoint, the table printed)."""
+    work = early.take("throughput_rows")
+    tmp = work.paths["tmp"]
+    assert work.wait("rows", timeout=300) == 0, (tmp / "err.txt").read_text()[-2000:]
+    return tmp, (tmp / "out.txt").read_text()
+
+
+def test_throughput_table_then_probe_share_of_it(throughput_rows):
     """Rows a (the seed) and b (`train=gpu`) train the same examples through medqa's trainer and print a table with
     the ratio to row a; the probe benchmark then reads row b's step time for the share of training."""
+    tmp_path, out = throughput_rows
     train_json, probe_json = tmp_path / "train.json", tmp_path / "probe.json"
     common = ["--root", str(tmp_path)]
-    out = _run("train_throughput.py", "--rows", "a,b", "--steps", "1", "--warmup", "1", "--examples", "32", *common,
-               "--json", str(train_json))  # fmt: skip
     rows = {r["row"]: r for r in json.loads(train_json.read_text())["results"]}
     assert all("error" not in r for r in rows.values()), rows
     assert rows["a"]["tokens_per_s"] > 0 and rows["b"]["tokens_per_s"] > 0

@@ -5,38 +5,55 @@ per optimizer step (2 processes x batch 2 == 1 process x batch 2 x grad accum 2)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
+import early
 import pytest
+from early import TEST_OVERRIDES
 
 from medqa.core.distributed import shared_stamp
 
-ROOT = Path(__file__).resolve().parent.parent
 # Same weights, same batches, same token-weighted gradients: the runs differ only in the order of float
 # reductions (gloo all-reduce vs accumulation); measured identical here. Dropout off: each rank draws its own masks.
 TOLERANCE = 1e-4
 SMALL = ["train=smoke", "train.per_device_batch=2", "data.total=80", "decoding.max_new_tokens=8", "lora.dropout=0"]
 
 
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # the tests' MEDQA_CACHE is inherited
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+@early.starts("two_and_one")
+def _start_two_and_one() -> early.Started:
+    """The torchrun job (2 ranks) and the one-process run, side by side, started at collection (tests/early.py)."""
+    tmp = Path(tempfile.mkdtemp(prefix="medqa-test-ddp-"))
+    ddp_cwd, one_dir = tmp / "ddp", tmp / "one" / "run"  # ddp: the default run dir (runs/<stamp>) lands there
+    ddp_cwd.mkdir()
+    env = early.checkout_env({"OMP_NUM_THREADS": "1"})  # the tests' MEDQA_CACHE is inherited
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    ddp = [*torchrun, "-m", "medqa.train", *TEST_OVERRIDES, *SMALL]
+    one = [*TEST_OVERRIDES, *SMALL, "train.grad_accum=2", "tracking=none", f"hydra.run.dir={one_dir}"]
+    procs = {
+        "ddp": early.launch(ddp, tmp / "ddp.out", cwd=ddp_cwd, env=env, stderr=tmp / "ddp.err"),
+        "one": early.launch(early.python_module("medqa.train", *one), tmp / "one.out", env=env, stderr=tmp / "one.err"),
+    }
+    return early.Started(procs, {"tmp": tmp, "ddp_cwd": ddp_cwd, "one_dir": one_dir})
+
+
+def _finished(work: early.Started, name: str) -> SimpleNamespace:
+    """Process `name`'s return code and output, once it has ended; it must have succeeded."""
+    tmp = work.paths["tmp"]
+    returncode = work.wait(name, timeout=600)
+    out = SimpleNamespace(stdout=(tmp / f"{name}.out").read_text(), stderr=(tmp / f"{name}.err").read_text())
+    assert returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out
 
 
 @pytest.fixture(scope="module")
-def two_and_one(base_dir, shrink_overrides, tmp_path_factory):
-    ddp_cwd = tmp_path_factory.mktemp("ddp")  # the default run dir (runs/<stamp>) lands here, as for a user
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    ddp = _run([*torchrun, "-m", "medqa.train", *shrink_overrides, *SMALL], ddp_cwd)
-    one_dir = tmp_path_factory.mktemp("one") / "run"
-    overrides = [*shrink_overrides, *SMALL, "train.grad_accum=2", "tracking=none", f"hydra.run.dir={one_dir}"]
-    _run([sys.executable, "-m", "medqa.train", *overrides], ROOT)
-    return ddp_cwd, ddp, one_dir
+def two_and_one(base_dir):
+    work = early.take("two_and_one")
+    ddp = _finished(work, "ddp")
+    _finished(work, "one")
+    return work.paths["ddp_cwd"], ddp, work.paths["one_dir"]
 
 
 def test_two_processes_make_one_run_written_by_rank0(two_and_one):

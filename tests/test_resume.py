@@ -9,13 +9,14 @@ import hashlib
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import early
 import pytest
+from early import TEST_OVERRIDES
 from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
@@ -71,50 +72,60 @@ def _env(extra: dict | None = None) -> dict:
     return {**env, "PYTHONPATH": str(ROOT), **SECRETS, **(extra or {})}
 
 
+@early.starts("runs")
+def _start_runs() -> early.Started:
+    """The run to be killed, and the uninterrupted reference of the same seed (`python -m medqa.train` both),
+    started at collection (tests/early.py): only the resumed run waits for the kill."""
+    tmp = Path(tempfile.mkdtemp(prefix="medqa-test-resume-"))
+    run_dir, marker, reference_dir = tmp / "interrupted", tmp / "kill_me", tmp / "uninterrupted"
+    args = [*TEST_OVERRIDES, *RUN]
+    child = [sys.executable, "-c", CHILD, *args, f"hydra.run.dir={run_dir}"]
+    reference = early.python_module("medqa.train", *args, f"hydra.run.dir={reference_dir}")
+    procs = {
+        "child": early.launch(child, tmp / "child.log", env=_env({"KILL_ME": str(marker)})),
+        "reference": early.launch(reference, tmp / "reference.log", env=_env()),
+    }
+    return early.Started(procs, {"run_dir": run_dir, "marker": marker, "reference_dir": reference_dir, "tmp": tmp})
+
+
 @pytest.fixture(scope="module")
-def runs(base_dir, shrink_overrides, compose_small, tmp_path_factory, run_module):
-    tmp = tmp_path_factory.mktemp("resume")
-    run_dir, marker = tmp / "interrupted", tmp / "kill_me"
-    args = [*shrink_overrides, *RUN]
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=_env({"KILL_ME": str(marker)}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the kill takes W&B's service process too
-    )
+def runs(base_dir, run_module):
+    work = early.take("runs")
+    tmp, run_dir, marker = work.paths["tmp"], work.paths["run_dir"], work.paths["marker"]
+    child = work.procs["child"]
     deadline = time.time() + 400
     while not marker.exists() and child.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    if child.poll() is None:
-        os.killpg(child.pid, signal.SIGKILL)
-    first_out = child.communicate()[0].decode()
+    work.stop("child")  # SIGKILL at step 7 (it waits there), W&B's service process with it
+    first_out = (tmp / "child.log").read_text()
     assert marker.exists(), first_out[-3000:]
     killed = {
         "checkpoints": [p.name for p in checkpoints(run_dir)],
         "probe_steps": sorted({json.loads(x)["step"] for x in (run_dir / "probes.jsonl").read_text().splitlines()}),
-        "segment": {p: _sha(p) for p in wandb_segments(run_dir)[0].rglob("*") if p.is_file()},
+        "segment": _segment_files(wandb_segments(run_dir)[0]),
     }
-
-    resumed = run_module("medqa.train", *args, f"train.resume={run_dir}", env=_env())
+    resumed = run_module("medqa.train", *TEST_OVERRIDES, *RUN, f"train.resume={run_dir}", env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    cfg = compose_small(RUN)
-    reference_dir = tmp / "uninterrupted"
-    reference = finetune(settings_from_cfg(cfg), reference_dir, OmegaConf.to_container(cfg, resolve=True))
+    reference_dir = work.paths["reference_dir"]
+    assert work.wait("reference", timeout=600) == 0, (tmp / "reference.log").read_text()[-3000:]
     return {
         "run_dir": run_dir,
         "killed": killed,
         "console": first_out + resumed.stdout + resumed.stderr,
         "resumed": json.loads((run_dir / "run.json").read_text()),
-        "reference": reference,
+        "reference": json.loads((reference_dir / "run.json").read_text()),
         "reference_dir": reference_dir,
     }
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _segment_files(segment: Path) -> dict[Path, str]:
+    """The hash of each file a W&B segment holds. Not logs/debug-core.log: a link to W&B's own log under
+    ~/.cache/wandb, named by the second its service started, which any W&B process started that second appends to."""
+    return {p: _sha(p) for p in segment.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def _probes(run_dir: Path) -> list[dict]:
@@ -169,7 +180,7 @@ def test_wandb_history_continues_the_same_run(runs):
     evals = [h["eval/loss"] for h in last["history"] if "eval/loss" in h]
     assert evals == pytest.approx([h["eval/loss"] for h in reference["history"] if "eval/loss" in h], abs=1e-6)
     # the killed segment is left exactly as it was
-    assert {p: _sha(p) for p in segments[0].rglob("*") if p.is_file()} == runs["killed"]["segment"]
+    assert _segment_files(segments[0]) == runs["killed"]["segment"]
 
 
 def test_resumed_config_is_kept_beside_the_first(runs):

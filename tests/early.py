@@ -1,0 +1,110 @@
+"""Work a fixture needs, started before its first test.
+
+Some fixtures are whole subprocesses (training runs, a torchrun job) that would otherwise hold up the test that
+first asks for them. Their module registers a starter under the fixture's name with `@starts("name")`; once
+collection is done, conftest calls the starters of the fixtures some selected test uses, so those runs overlap
+the tests before them (on two cores, the tests of the pytest process leave one mostly idle). The fixture takes
+its started work with `take("name")`, started there and then if collection did not. Work started and never
+taken (a failure with -x, an interrupt) is killed when the session ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Overrides every test run adds: the held-out eval answers 14 of the 86 questions (2 for each of the 7 aspects), still
+# scored, logged and used for the alarm and the selection, at a sixth of the generation cost. Tests about the eval
+# itself set their own size (test_heldout_eval: 16; test_train_e2e's CLI run: all 86).
+TEST_OVERRIDES: list[str] = ["quality.heldout_questions=14"]
+
+
+@dataclass
+class Started:
+    """The processes a starter launched, and whatever its fixture needs to find their results (folders, logs)."""
+
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def wait(self, name: str, timeout: float = 900) -> int:
+        """The return code of process `name`; it is killed if it has not ended within `timeout` seconds."""
+        proc = self.procs[name]
+        try:
+            return proc.wait(timeout=timeout)
+        finally:
+            _kill(proc)  # no-op once it has exited; a timeout does not leave it running
+
+    def stop(self, name: str) -> None:
+        """Kill process `name` (and its group) now."""
+        _kill(self.procs[name])
+
+    def kill(self) -> None:
+        for proc in self.procs.values():
+            _kill(proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group (start_new_session): W&B's service process goes too
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
+STARTERS: dict[str, Callable[[], Started]] = {}
+_started: dict[str, Started] = {}
+
+
+def starts(fixture: str) -> Callable[[Callable[[], Started]], Callable[[], Started]]:
+    """Register the decorated function as the starter of `fixture`'s work."""
+
+    def register(starter: Callable[[], Started]) -> Callable[[], Started]:
+        STARTERS[fixture] = starter
+        return starter
+
+    return register
+
+
+def start_used(fixture_names: set[str]) -> None:
+    """Start the work of every registered fixture in `fixture_names` (what the selected tests use)."""
+    for name, starter in STARTERS.items():
+        if name in fixture_names and name not in _started:
+            _started[name] = starter()
+
+
+def take(fixture: str) -> Started:
+    """The work started for `fixture`: at collection, or now."""
+    return _started.pop(fixture, None) or STARTERS[fixture]()
+
+
+def kill_untaken() -> None:
+    while _started:
+        _started.popitem()[1].kill()
+
+
+def checkout_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with the checkout on PYTHONPATH (what a subprocess of the tests runs medqa from), plus
+    `extra`."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(extra or {})}
+
+
+def launch(
+    cmd: list[str], log: Path, cwd: Path = ROOT, env: dict[str, str] | None = None, stderr: Path | None = None
+) -> subprocess.Popen:
+    """`cmd` in the background, in its own process group, stdout into `log`, stderr too unless `stderr` is given."""
+    with open(log, "w") as out, open(stderr or os.devnull, "w") as err:  # the child keeps its own descriptors
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env or checkout_env(), stdout=out, stderr=err if stderr else subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
