@@ -6,7 +6,8 @@ each, as train_throughput.py), forward + backward of the backbone, timed with CU
     python benchmarks/block_levers.py --shape toy --variants peft,fused_lora,fused_blocks --iters 2  # CPU try-out
 
 Variants: PEFT's own LoRA forward; `train.fused_lora` (one node a projection); + `train.fused_blocks` (q/k/v one
-node, the MLP one node); each with transformers' flex attention or `train.flash_varlen` (FlashAttention-2 varlen).
+node, the MLP one node), + `train.joint_projections` (q/k/v and gate/up one GEMM each way); each with transformers'
+flex attention or `train.flash_varlen` (FlashAttention-2 varlen).
 Before timing, each variant's loss and LoRA gradients (dropout 0) are compared with PEFT + flex: relative error
 of the loss and the worst LoRA gradient (bf16: ~1e-2 is rounding). The LM head and optimizer are left out (the
 same in every variant); train_throughput.py times whole steps."""
@@ -32,13 +33,15 @@ VARIANTS = [
     "fused_blocks+flash",
     "fused_blocks+cnr",
     "fused_blocks+flash+cnr",
-]  # cnr: train.compile_norm_rope
+    "fused_blocks+joint",
+    "fused_blocks+flash+cnr+joint",
+]  # cnr: train.compile_norm_rope; joint: train.joint_projections
 
 
 def _reset(model) -> None:
     """Undo every per-instance forward that a lever bound (back to the classes' own forwards)."""
     for module in model.modules():
-        for bound in ("forward", "medqa_rotary"):
+        for bound in ("forward", "medqa_rotary", "medqa_joint"):  # packed weights stay views: harmless
             module.__dict__.pop(bound, None)
 
 
@@ -53,7 +56,7 @@ def _apply(model, variant: str) -> None:
     if base in ("fused_lora", "fused_blocks"):
         fuse_lora_layers(model)
     if base == "fused_blocks":
-        fuse_lora_blocks(model)
+        fuse_lora_blocks(model, joint_projections="joint" in extras)
     if "flash" in extras:
         use_flash_varlen(model)
     if "cnr" in extras:

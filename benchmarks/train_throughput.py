@@ -57,6 +57,7 @@ ROWS = {
     "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],  # b as issue 7 left it
     "b_noflash": [*GPU, "train.flash_varlen=false"],
     "b_noblocks": [*GPU, "train.fused_blocks=false"],
+    "b_joint": [*GPU, "train.joint_projections=true"],  # q/k/v and gate/up as one GEMM each way (unmeasured)
     # issue 19, second half: static packs (512-token buckets, one masked padding document), then CUDA graphs
     "b_flash": [*GPU, "train.flash_varlen=true"],
     "b_static": [*GPU, "train.flash_varlen=true", "train.static_packs=512"],

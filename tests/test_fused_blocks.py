@@ -50,12 +50,41 @@ def _counting(monkeypatch) -> dict:
     return calls
 
 
-def _fuse_all(model) -> tuple[int, int]:
+def _fuse_all(model, joint: bool = False) -> tuple[int, int]:
     from medqa.model.fused_blocks import fuse_lora_blocks
     from medqa.model.fused_lora import fuse_lora_layers
 
     fuse_lora_layers(model)
-    return fuse_lora_blocks(model)
+    return fuse_lora_blocks(model, joint_projections=joint)
+
+
+def _recording_masks(monkeypatch) -> list[torch.Tensor]:
+    """Every dropout mask drawn from here on, in order (the fused nodes and fused_lora draw through native_dropout)."""
+    masks = []
+    draw = torch.native_dropout
+
+    def recording(x, prob, train):
+        out, mask = draw(x, prob, train)
+        masks.append(mask)
+        return out, mask
+
+    monkeypatch.setattr(torch, "native_dropout", recording)
+    return masks
+
+
+def _fix_masks(reference, masks: list[torch.Tensor], p: float) -> None:
+    """Give PEFT's `reference` the masks the fused blocks drew: one for q/k/v, one for o, one for gate/up, one for
+    down in each layer."""
+    layers = [m for m in reference.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert len(masks) == 4 * len(layers)  # a layer draws: q/k/v, o, gate/up, down
+    for i, layer in enumerate(layers):
+        m_qkv, m_o, m_gu, m_down = masks[4 * i : 4 * i + 4]
+        assert m_qkv.float().mean() < 1  # live masks
+        attn, mlp = layer.self_attn, layer.mlp
+        slots = [(attn.q_proj, m_qkv), (attn.k_proj, m_qkv), (attn.v_proj, m_qkv), (attn.o_proj, m_o),
+                 (mlp.gate_proj, m_gu), (mlp.up_proj, m_gu), (mlp.down_proj, m_down)]  # fmt: skip
+        for proj, mask in slots:
+            proj.lora_dropout["default"] = _FixedMask(mask, p)
 
 
 def _assert_same(loss, grads, loss_ref, grads_ref):
@@ -92,29 +121,10 @@ def test_with_dropout_q_k_v_share_one_mask_and_gate_up_another(compose_small, ba
     reference, _ = _lora_model(settings, dropout=p)
     reference.load_state_dict(model.state_dict())  # A is drawn at random when PEFT wraps the model
     batch = _training_batch(tokenizer)
-    masks = []
-    draw = torch.native_dropout
-
-    def recording(x, prob, train):
-        out, mask = draw(x, prob, train)
-        masks.append(mask)
-        return out, mask
-
-    monkeypatch.setattr(torch, "native_dropout", recording)
+    masks = _recording_masks(monkeypatch)
     _fuse_all(model)
     loss, grads = _loss_and_grads(model, batch, seed=7)
-    monkeypatch.setattr(torch, "native_dropout", draw)
-
-    layers = [m for m in reference.modules() if type(m).__name__ == "LlamaDecoderLayer"]
-    assert len(masks) == 4 * len(layers)  # a layer draws: q/k/v, o, gate/up, down
-    for i, layer in enumerate(layers):
-        m_qkv, m_o, m_gu, m_down = masks[4 * i : 4 * i + 4]
-        assert m_qkv.float().mean() < 1  # live masks
-        attn, mlp = layer.self_attn, layer.mlp
-        slots = [(attn.q_proj, m_qkv), (attn.k_proj, m_qkv), (attn.v_proj, m_qkv), (attn.o_proj, m_o),
-                 (mlp.gate_proj, m_gu), (mlp.up_proj, m_gu), (mlp.down_proj, m_down)]  # fmt: skip
-        for proj, mask in slots:
-            proj.lora_dropout["default"] = _FixedMask(mask, p)
+    _fix_masks(reference, list(masks), p)
     loss_ref, grads_ref = _loss_and_grads(reference, batch, seed=7)
     _assert_same(loss, grads, loss_ref, grads_ref)
 

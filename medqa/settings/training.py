@@ -38,6 +38,7 @@ class TrainSettings:
     use_liger: bool = False  # Liger's Triton kernels for RMSNorm, SwiGLU and RoPE (pip install liger-kernel)
     fused_lora: bool = False  # each LoRA projection as one autograd node in bf16 (medqa.fused_lora): same function
     fused_blocks: bool = False  # q/k/v as one node, the MLP as one node (medqa.model.fused_blocks): same function
+    joint_projections: bool = False  # with fused_blocks: q/k/v (gate/up) base weights in one buffer, one GEMM each way
     flash_varlen: bool = False  # FlashAttention-2 varlen on padding-free packs while training (model.varlen_attention)
     compile_norm_rope: bool = False  # RMSNorm and RoPE as compiled kernels while training (model.compiled_norm_rope)
     static_packs: int = 0  # pad each pack to a multiple of this many tokens (training.static_step); 0: off
@@ -65,6 +66,8 @@ class TrainSettings:
             out.append(f"train.save_total_limit={self.save_total_limit!r}: must be >= 1")
         if self.precision not in PRECISIONS:
             out.append(f"train.precision={self.precision!r}: expected one of {sorted(PRECISIONS)}")
+        if self.joint_projections and not self.fused_blocks:
+            out.append("train.joint_projections=True: needs train.fused_blocks=true (its nodes run the packed GEMMs)")
         if self.flash_varlen and not self.padding_free:
             out.append("train.flash_varlen=True: needs train.padding_free=true")
         if self.static_packs < 0:

@@ -111,8 +111,8 @@ def build_trainer(
     )
     if train.fused_lora:
         fuse_lora_layers(trainer.model)
-    if train.fused_blocks:
-        fuse_lora_blocks(trainer.model)
+    if train.fused_blocks:  # after the Trainer moved the model: joint projections pack the weights where they stay
+        fuse_lora_blocks(trainer.model, joint_projections=train.joint_projections)
     if train.flash_varlen:
         use_flash_varlen(trainer.model)
     if train.compile_norm_rope:
