@@ -34,6 +34,10 @@ VARIANTS = {
     "no blocks + static_packs (flex) + compile_norm_rope": {
         "fused_lora": True, "fused_blocks": False, "static_packs": 512, "compile_norm_rope": True,
     },
+    "+ static_packs + compile_norm_rope + joint_projections": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
+        "joint_projections": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },
