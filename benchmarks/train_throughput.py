@@ -50,6 +50,10 @@ ROWS = {
     "b_nodrop": [*GPU, "lora.dropout=0.0"],
     "b_liger_norm": GPU,  # + Liger's RMSNorm and SwiGLU kernels, not its RoPE (ROW_SFT)
     "b_clayers": [*GPU, "train.compile_layers=true"],  # torch.compile each decoder layer, dynamic shapes
+    # s11: torchtune's compiled recipe beat b; each decoder layer compiled over PEFT's own LoRA (torchtune's way)
+    "b_clayers_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.compile_norm_rope=false",
+                       "train.compile_layers=true"],
+    "b_clayers_nocnr": [*GPU, "train.compile_norm_rope=false", "train.compile_layers=true"],
     # PEFT's own LoRA forward with flex attention and TRL's own step: what TRL + PEFT with padding-free packing gives
     # a user. static_packs=0: train=gpu adopted medqa's static step (s7), which b_peft inherited until s8
     "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],
