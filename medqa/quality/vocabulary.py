@@ -160,9 +160,9 @@ KNOWN_NAMES = frozenset(
 # Instruments named by capitalised words with an acronym ("the Glycaemic Early Warning Score (GEWS)") or by a
 # hyphenated capitalised name ("the Fe-BLEED score", "a Troponin-Z strip"): real ones are listed.
 ACRONYM_INSTRUMENT_RE = re.compile(
-    r"\b(?:[A-Z][a-z]+\s+){1,5}(?:Score|Index|Scale|Test|Tool|Questionnaire|Rule|Criteria|Check|Assessment)\s*"
+    r"\b(?:[A-Za-z][a-z]+\s+){1,5}(?i:score|index|scale|test|tool|questionnaire|rule|criteria|check|assessment)\s*"
     r"\(([A-Z][A-Za-z0-9-]{1,9})\)"
-)
+)  # "the Glycaemic Early Warning Score (GEWS)", "a serum ferroportin index (SFI)"
 HYPHEN_INSTRUMENT_RE = re.compile(
     r"\b([A-Z][A-Za-z]*-[A-Z][A-Za-z]*)\s+(?i:score|index|scale|test|strip|assay|tool|check|kit|scan|criteria)\b"
 )
@@ -170,7 +170,8 @@ KNOWN_INSTRUMENTS = frozenset(
     """news news2 mews grace timi heart findrisc qrisk qrisk2 qrisk3 curb curb-65 crb-65 abcd2 nihss gcs fast befast
     rosier phq phq-9 gad-7 audit ipss mmse moca dash bmi ogtt rdt ecg ekg hba1c fpg ada drs adrs ukpds score score2
     has-bled cha2ds2-vasc nt-probnp troponin-i troponin-t troponin-c anti-ttg igA-ttg tt-g qsofa sofa sirs wells
-    perc edacs hear hscrp crp fit fobt qfit pfhrp2 pldh hrp2 g6pd lamp pcr abpm hbpm who-5 dass""".lower().split()
+    perc edacs hear hscrp crp fit fobt qfit pfhrp2 pldh hrp2 g6pd lamp pcr abpm hbpm who-5 dass abi abpi fbc cbc rpg
+    tsat tibc mcv esr ldh bnp egfr acr uacr psa tsh ft4 gtt idrs mna must bmi-z dlqi nyha ccs sbp dbp""".lower().split()
 )  # fmt: skip
 # Organisations ("the Global Hypertension Consensus Board"): capitalised words ending in a body's kind. A guideline
 # body that is not one of the real ones below is an invented authority.
