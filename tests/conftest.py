@@ -123,9 +123,9 @@ def _start_sweep_grid() -> early.Started:
 
 @pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected: only work some selected test uses
 def pytest_collection_modifyitems(session, config, items):
-    """Fixtures made of whole subprocesses start as soon as collection shows a test that needs them, so they run
-    beside the tests before that one instead of holding up the first of them (tests/early.py)."""
-    early.start_used({name for item in items for name in getattr(item, "fixturenames", ())})
+    """Fixtures made of whole subprocesses are queued as soon as collection shows a test that needs them, so they run
+    beside the tests before that one, one at a time, instead of holding up the first of them (tests/early.py)."""
+    early.start_used([name for item in items for name in getattr(item, "fixturenames", ())])
 
 
 def pytest_sessionfinish(session, exitstatus):

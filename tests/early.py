@@ -2,10 +2,11 @@
 
 Some fixtures are whole subprocesses (training runs, a torchrun job) that would otherwise hold up the test that
 first asks for them. Their module registers a starter under the fixture's name with `@starts("name")`; once
-collection is done, conftest calls the starters of the fixtures some selected test uses, so those runs overlap
-the tests before them (on two cores, the tests of the pytest process leave one mostly idle). The fixture takes
-its started work with `take("name")`, started there and then if collection did not. Work started and never
-taken (a failure with -x, an interrupt) is killed when the session ends."""
+collection is done, conftest queues the starters of the fixtures some selected test uses, in the order of their first
+use, and one background lane runs them one after the other: each fixture's runs overlap the tests before it (on
+two cores, the tests of the pytest process leave one mostly idle; all of them at once would fight for the cores).
+The fixture takes its work with `take("name")`: started by the lane, or there and then if the lane has not got to it.
+Work started and never taken (a failure with -x, an interrupt) is killed when the session ends."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,11 @@ class Started:
 
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    # when the lane may start the next fixture's work (default: every process has ended)
+    settled: Callable[[], bool] | None = None
+
+    def is_settled(self) -> bool:
+        return self.settled() if self.settled else all(p.poll() is not None for p in self.procs.values())
 
     def wait(self, name: str, timeout: float = 900) -> int:
         """The return code of process `name`; it is killed if it has not ended within `timeout` seconds."""
@@ -59,7 +67,10 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 STARTERS: dict[str, Callable[[], Started]] = {}
-_started: dict[str, Started] = {}
+_started: dict[str, Started] = {}  # started, not yet taken
+_queue: list[str] = []  # queued for the lane, not yet started
+_lock = threading.Lock()
+_stop = threading.Event()
 
 
 def starts(fixture: str) -> Callable[[Callable[[], Started]], Callable[[], Started]]:
@@ -72,21 +83,42 @@ def starts(fixture: str) -> Callable[[Callable[[], Started]], Callable[[], Start
     return register
 
 
-def start_used(fixture_names: set[str]) -> None:
-    """Start the work of every registered fixture in `fixture_names` (what the selected tests use)."""
-    for name, starter in STARTERS.items():
-        if name in fixture_names and name not in _started:
-            _started[name] = starter()
+def start_used(fixture_names: list[str]) -> None:
+    """Queue the work of every registered fixture in `fixture_names` (what the selected tests use, in the order of
+    first use) and start the lane that runs it."""
+    with _lock:
+        _queue.extend(n for n in dict.fromkeys(fixture_names) if n in STARTERS and n not in _started)
+    if _queue:
+        threading.Thread(target=_lane, name="medqa-early-lane", daemon=True).start()
+
+
+def _lane() -> None:
+    """Start the queued work one fixture at a time, the next once the last has settled."""
+    while not _stop.is_set():
+        with _lock:
+            if not _queue:
+                return
+            name = _queue.pop(0)
+            work = _started[name] = STARTERS[name]()
+        while not (_stop.is_set() or work.is_settled()):
+            time.sleep(0.5)
 
 
 def take(fixture: str) -> Started:
-    """The work started for `fixture`: at collection, or now."""
-    return _started.pop(fixture, None) or STARTERS[fixture]()
+    """The work started for `fixture`: by the lane, or now (taken off the queue) if the lane has not got to it."""
+    with _lock:
+        if fixture in _queue:
+            _queue.remove(fixture)
+        work = _started.pop(fixture, None)
+    return work or STARTERS[fixture]()
 
 
 def kill_untaken() -> None:
-    while _started:
-        _started.popitem()[1].kill()
+    _stop.set()
+    with _lock:
+        _queue.clear()
+        while _started:
+            _started.popitem()[1].kill()
 
 
 def checkout_env(extra: dict[str, str] | None = None) -> dict[str, str]:
