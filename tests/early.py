@@ -2,8 +2,8 @@
 
 Some fixtures are whole subprocesses (training runs, a torchrun job) that would otherwise hold up the test that
 first asks for them. Their module registers a starter under the fixture's name with `@starts("name")`; once
-collection is done, conftest queues the starters of the fixtures some selected test uses, in the order of their first
-use, and one background lane runs them one after the other: each fixture's runs overlap the tests before it (on
+collection is done, conftest queues the background starters of the fixtures some selected test uses, in the order
+of their first use, and one background lane runs them one after the other: each fixture's runs overlap the tests before it (on
 two cores, the tests of the pytest process leave one mostly idle; all of them at once would fight for the cores).
 The fixture takes its work with `take("name")`: started by the lane, or there and then if the lane has not got to it.
 Work started and never taken (a failure with -x, an interrupt) is killed when the session ends."""
@@ -67,17 +67,21 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 STARTERS: dict[str, Callable[[], Started]] = {}
+BACKGROUND: set[str] = set()  # the fixtures whose work the lane starts early; the others start when taken
 _started: dict[str, Started] = {}  # started, not yet taken
 _queue: list[str] = []  # queued for the lane, not yet started
 _lock = threading.Lock()
 _stop = threading.Event()
 
 
-def starts(fixture: str) -> Callable[[Callable[[], Started]], Callable[[], Started]]:
-    """Register the decorated function as the starter of `fixture`'s work."""
+def starts(fixture: str, background: bool = True) -> Callable[[Callable[[], Started]], Callable[[], Started]]:
+    """Register the decorated function as the starter of `fixture`'s work; `background=False`: not early, started
+    when the fixture takes it (its processes still run side by side)."""
 
     def register(starter: Callable[[], Started]) -> Callable[[], Started]:
         STARTERS[fixture] = starter
+        if background:
+            BACKGROUND.add(fixture)
         return starter
 
     return register
@@ -87,7 +91,7 @@ def start_used(fixture_names: list[str]) -> None:
     """Queue the work of every registered fixture in `fixture_names` (what the selected tests use, in the order of
     first use) and start the lane that runs it."""
     with _lock:
-        _queue.extend(n for n in dict.fromkeys(fixture_names) if n in STARTERS and n not in _started)
+        _queue.extend(n for n in dict.fromkeys(fixture_names) if n in BACKGROUND and n not in _started)
     if _queue:
         threading.Thread(target=_lane, name="medqa-early-lane", daemon=True).start()
 

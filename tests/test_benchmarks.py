@@ -23,7 +23,7 @@ def _run(script: str, *args: str) -> str:
     return proc.stdout
 
 
-@early.starts("throughput_rows")
+@early.starts("throughput_rows", background=False)  # the lane beside the first tests: slower on 2 cores
 def _start_throughput_rows() -> early.Started:
     """Rows a (the seed) and b (`train=gpu`) at the toy shape, one step each: started at collection (tests/early.py)."""
     tmp = Path(tempfile.mkdtemp(prefix="medqa-test-bench-"))

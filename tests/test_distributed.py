@@ -22,7 +22,7 @@ TOLERANCE = 1e-4
 SMALL = ["train=smoke", "train.per_device_batch=2", "data.total=80", "decoding.max_new_tokens=8", "lora.dropout=0"]
 
 
-@early.starts("two_and_one")
+@early.starts("two_and_one", background=False)  # the lane beside the first tests: slower on 2 cores
 def _start_two_and_one() -> early.Started:
     """The torchrun job (2 ranks) and the one-process run, side by side, started at collection (tests/early.py)."""
     tmp = Path(tempfile.mkdtemp(prefix="medqa-test-ddp-"))

@@ -72,7 +72,7 @@ def _env(extra: dict | None = None) -> dict:
     return {**env, "PYTHONPATH": str(ROOT), **SECRETS, **(extra or {})}
 
 
-@early.starts("runs")
+@early.starts("runs", background=False)  # the lane beside the first tests: slower on 2 cores
 def _start_runs() -> early.Started:
     """The run to be killed, and the uninterrupted reference of the same seed (`python -m medqa.train` both),
     started at collection (tests/early.py): only the resumed run waits for the kill."""
