@@ -3,9 +3,9 @@
 Some fixtures are whole subprocesses (training runs, a torchrun job) that would otherwise hold up the test that
 first asks for them. Their module registers a starter under the fixture's name with `@starts("name")`; once
 collection is done, conftest queues the background starters of the fixtures some selected test uses, in the order
-of their first use, and one background lane runs them one after the other: each fixture's runs overlap the tests before it (on
-two cores, the tests of the pytest process leave one mostly idle; all of them at once would fight for the cores).
-The fixture takes its work with `take("name")`: started by the lane, or there and then if the lane has not got to it.
+of their first use, and one background lane runs them one after the other, each beside the tests before its first
+user. Measured on two cores, that pays only for the sweep grid; the others are `background=False` and start when
+their fixture takes them (`take("name")`: started by the lane, or there and then).
 Work started and never taken (a failure with -x, an interrupt) is killed when the session ends."""
 
 from __future__ import annotations
