@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -109,3 +113,38 @@ def write_json(path: Path | None, payload: dict) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2))
+
+
+def error_tail(lines: int = 6) -> str:
+    """The last lines of the traceback being handled, for a row's `trace`."""
+    return " | ".join(traceback.format_exc().strip().splitlines()[-lines:])[-1200:]
+
+
+def run_isolated(
+    names: list[str], child_cmd: Callable[[str], list[str]], timeout: float, json_path: Path | None
+) -> None:
+    """Each variant of a peer row in its own process (a fresh CUDA context and peak memory): `child_cmd(name)` prints
+    one `RESULT {json}` line; its result, or the failure as the row's `error`, is printed as a JSON line and appended
+    to `json_path`. The child's own output (library messages, fallbacks) goes to stderr for the log."""
+    for name in names:
+        started = time.time()
+        try:
+            proc = subprocess.run(child_cmd(name), capture_output=True, text=True, timeout=timeout)
+            stdout, stderr, late = proc.stdout, proc.stderr, ""
+        except subprocess.TimeoutExpired as err:
+            stdout = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+            stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
+            late = f"did not finish in {timeout} s; last output: "
+        sys.stderr.write(f"--- {name} stdout\n{stdout[-3000:]}\n--- {name} stderr\n{stderr[-3000:]}\n")
+        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line:
+            result = json.loads(line[len("RESULT ") :])
+        else:
+            tail = (stderr or stdout).strip().splitlines()[-4:]
+            result = {"row": name, "error": late + " | ".join(tail)[-600:]}
+        result["wall_s"] = round(time.time() - started, 1)
+        print(json.dumps(result), flush=True)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            with json_path.open("a") as f:
+                f.write(json.dumps(result) + "\n")

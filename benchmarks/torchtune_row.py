@@ -46,13 +46,13 @@ import contextlib
 import json
 import os
 import random
-import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # as benchmarks/common.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py (torch only at import)
+import common  # noqa: E402
+
 # variant -> (LoRA dropout, the recipe's `compile`). The seed's dropout is 0.05 (b_peft's).
 VARIANTS = {"tt": (0.05, False), "tt_compile": (0.05, True)}
 LORA_ATTN = ["q_proj", "k_proj", "v_proj", "output_proj"]  # torchtune's names of HF's q/k/v/o_proj
@@ -214,7 +214,7 @@ def run_variant(name: str, args) -> dict:
         from torchtune.modules.attention_utils import packed_block_causal_mask
         from torchtune.modules.loss import CEWithChunkedOutputLoss
     except Exception as err:  # noqa: BLE001 - the import failing on this stack is itself the result
-        return {"row": name, "error": f"import: {type(err).__name__}: {err}"[:600], "trace": _tail()}
+        return {"row": name, "error": f"import: {type(err).__name__}: {err}"[:600], "trace": common.error_tail()}
     from transformers import AutoTokenizer
 
     dropout, compile_ = VARIANTS[name]
@@ -295,7 +295,6 @@ def run_variant(name: str, args) -> dict:
     t1 = time.perf_counter()
     real = sum(totals[args.warmup :])
     tok_s = real / (t1 - t0)
-    peak = next((v for k, v in PEAK_BF16.items() if k in torch.cuda.get_device_name()), None) if cuda else None
     lora_b = max(float(p.detach().abs().max()) for k, p in adapter.items() if "lora_b" in k)
     return {
         "row": name,
@@ -306,7 +305,7 @@ def run_variant(name: str, args) -> dict:
         "computed_per_step": pack_len,
         "padding": round(1 - real / (pack_len * args.steps), 4),
         "seconds_per_step": round((t1 - t0) / args.steps, 3),
-        "useful_mfu": round(4 * n_params * tok_s / peak, 4) if peak else None,
+        "useful_mfu": common.useful_mfu(n_params, tok_s, common.peak_flops()),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "params": n_params,
         "trainable": trainable,
@@ -328,10 +327,6 @@ def _graphs() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
-
-
-def _tail(lines: int = 6) -> str:
-    return " | ".join(traceback.format_exc().strip().splitlines()[-lines:])[-1200:]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -358,37 +353,18 @@ def main(argv: list[str] | None = None) -> None:
         try:
             result = run_variant(args.one, args)
         except Exception as err:  # noqa: BLE001 - recorded as the row's result
-            result = {"row": args.one, "error": f"{type(err).__name__}: {err}"[:600], "trace": _tail()}
+            result = {"row": args.one, "error": f"{type(err).__name__}: {err}"[:600], "trace": common.error_tail()}
         print("RESULT " + json.dumps(result), flush=True)
         return
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
-    passed = list(argv if argv is not None else sys.argv[1:])
-    for name in args.variants.split(","):
-        cmd = [sys.executable, __file__, *_without(passed, "--variants", "--json", "--row-timeout"), "--one", name]
-        started = time.time()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)
-            stdout, stderr, late = proc.stdout, proc.stderr, ""
-        except subprocess.TimeoutExpired as err:
-            stdout = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-            stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
-            late = f"did not finish in {args.row_timeout} s; last output: "
-        # torchtune's and torch.compile's own messages stay in the log
-        sys.stderr.write(f"--- {name} stdout\n{stdout[-3000:]}\n--- {name} stderr\n{stderr[-3000:]}\n")
-        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line:
-            result = json.loads(line[len("RESULT ") :])
-        else:
-            tail = (stderr or stdout).strip().splitlines()[-4:]
-            result = {"row": name, "error": late + " | ".join(tail)[-600:]}
-        result["wall_s"] = round(time.time() - started, 1)
-        print(json.dumps(result), flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            with args.json.open("a") as f:
-                f.write(json.dumps(result) + "\n")
+    passed = _without(list(argv if argv is not None else sys.argv[1:]), "--variants", "--json", "--row-timeout")
+    # torchtune's and torch.compile's own messages stay in the log
+    common.run_isolated(
+        args.variants.split(","), lambda name: [sys.executable, __file__, *passed, "--one", name], args.row_timeout,
+        args.json,
+    )  # fmt: skip
 
 
 def _without(argv: list[str], *options: str) -> list[str]:

@@ -18,23 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py (torch only at import)
+import common  # noqa: E402
+
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # as benchmarks/common.py
 # variant -> LoRA dropout. b_peft runs the seed's dropout 0.05; 0 is Unsloth's own default.
 VARIANTS = {"u_drop05": 0.05, "u_drop0": 0.0}
 
 
 def write_examples(path: Path, shape: str, root: Path, n: int) -> None:
     """Build (once) the random checkpoint and write the chat examples train_throughput.py trains on (medqa's env)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import common
-
     common.random_checkpoint(shape, root)
     from transformers import AutoTokenizer
 
@@ -52,7 +49,7 @@ def run_variant(name: str, checkpoint: Path, examples: Path, steps: int, warmup:
         import unsloth  # first, before transformers/trl/peft, as Unsloth requires
         from unsloth import FastLanguageModel
     except Exception as err:  # noqa: BLE001 - the import failing on this stack is itself the result
-        return {"row": name, "error": f"import unsloth: {type(err).__name__}: {err}", "trace": _tail()}
+        return {"row": name, "error": f"import unsloth: {type(err).__name__}: {err}", "trace": common.error_tail()}
     import peft
     import torch
     import transformers
@@ -125,7 +122,6 @@ def run_variant(name: str, checkpoint: Path, examples: Path, steps: int, warmup:
     timed = batches[warmup : warmup + steps]  # batch k is step k+1's; prefetching appends later ones after
     real = sum(b[0] for b in timed)
     tok_s = real / (t1 - t0)
-    peak = next((v for k, v in PEAK_BF16.items() if k in torch.cuda.get_device_name()), None) if cuda else None
     return {
         "row": name,
         "lora_dropout": VARIANTS[name],
@@ -134,7 +130,7 @@ def run_variant(name: str, checkpoint: Path, examples: Path, steps: int, warmup:
         "computed_per_step": round(sum(b[1] for b in timed) / steps),
         "trainer_tokens_per_step": round((n1 - n0) / steps),
         "seconds_per_step": round((t1 - t0) / steps, 3),
-        "useful_mfu": round(4 * n_params * tok_s / peak, 4) if peak else None,
+        "useful_mfu": common.useful_mfu(n_params, tok_s, common.peak_flops()),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "params": n_params,
         "trainable": trainable,
@@ -150,10 +146,6 @@ def _first_layer(model):
     while not hasattr(inner, "layers"):  # PeftModel -> LoraModel -> LlamaForCausalLM -> LlamaModel
         inner = getattr(inner, "model", None) or inner.base_model
     return inner.layers[0]
-
-
-def _tail(lines: int = 6) -> str:
-    return " | ".join(traceback.format_exc().strip().splitlines()[-lines:])[-1200:]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,38 +176,19 @@ def main(argv: list[str] | None = None) -> None:
         try:
             result = run_variant(args.one, args.checkpoint, args.examples, args.steps, args.warmup, args.root)
         except Exception as err:  # noqa: BLE001 - recorded as the row's result
-            result = {"row": args.one, "error": f"{type(err).__name__}: {err}"[:600], "trace": _tail()}
+            result = {"row": args.one, "error": f"{type(err).__name__}: {err}"[:600], "trace": common.error_tail()}
         print("RESULT " + json.dumps(result), flush=True)
         return
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
-    for name in args.variants.split(","):
+
+    def child(name: str) -> list[str]:
         cmd = [sys.executable, __file__, "--one", name, "--checkpoint", str(args.checkpoint)]
         cmd += ["--examples", str(args.examples), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        cmd += ["--root", str(args.root)]
-        started = time.time()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)
-            stdout, stderr, late = proc.stdout, proc.stderr, ""
-        except subprocess.TimeoutExpired as err:
-            stdout = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-            stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
-            late = f"did not finish in {args.row_timeout} s; last output: "
-        # Unsloth's own messages (versions, patched layers, fallbacks) stay in the log
-        sys.stderr.write(f"--- {name} stdout\n{stdout[-3000:]}\n--- {name} stderr\n{stderr[-3000:]}\n")
-        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line:
-            result = json.loads(line[len("RESULT ") :])
-        else:
-            tail = (stderr or stdout).strip().splitlines()[-4:]
-            result = {"row": name, "error": late + " | ".join(tail)[-600:]}
-        result["wall_s"] = round(time.time() - started, 1)
-        print(json.dumps(result), flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            with args.json.open("a") as f:
-                f.write(json.dumps(result) + "\n")
+        return cmd + ["--root", str(args.root)]
+
+    common.run_isolated(args.variants.split(","), child, args.row_timeout, args.json)  # Unsloth's messages: the log
 
 
 if __name__ == "__main__":

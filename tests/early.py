@@ -33,11 +33,10 @@ class Started:
 
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
-    # when the lane may start the next fixture's work (default: every process has ended)
-    settled: Callable[[], bool] | None = None
 
     def is_settled(self) -> bool:
-        return self.settled() if self.settled else all(p.poll() is not None for p in self.procs.values())
+        """Every process has ended: the lane may start the next fixture's work."""
+        return all(p.poll() is not None for p in self.procs.values())
 
     def wait(self, name: str, timeout: float = 900) -> int:
         """The return code of process `name`; it is killed if it has not ended within `timeout` seconds."""

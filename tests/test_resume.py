@@ -85,13 +85,7 @@ def _start_runs() -> early.Started:
         "child": early.launch(child, tmp / "child.log", env=_env({"KILL_ME": str(marker)})),
         "reference": early.launch(reference, tmp / "reference.log", env=_env()),
     }
-    paths = {"run_dir": run_dir, "marker": marker, "reference_dir": reference_dir, "tmp": tmp}
-
-    def settled() -> bool:  # the child waits to be killed at step 7: settled once it is there
-        child_there = marker.exists() or procs["child"].poll() is not None
-        return child_there and procs["reference"].poll() is not None
-
-    return early.Started(procs, paths, settled)
+    return early.Started(procs, {"run_dir": run_dir, "marker": marker, "reference_dir": reference_dir, "tmp": tmp})
 
 
 @pytest.fixture(scope="module")
