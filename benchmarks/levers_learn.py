@@ -38,6 +38,11 @@ VARIANTS = {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
         "joint_projections": True,
     },
+    # s12 candidate: each decoder layer compiled over the whole-block nodes, RMSNorm/RoPE left to that compile
+    "+ static_packs + compile_layers": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": False,
+        "compile_layers": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },

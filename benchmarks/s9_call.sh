@@ -73,7 +73,7 @@ if [[ $stages == *,table,* ]]; then  # the one-call table: medqa's rows, then Un
     wheels=("$W"/tt/*.whl); compgen -G "$W/tt/torchao-*.whl" > /dev/null || wheels+=("$W"/uns/torchao-*.whl)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-tt "${wheels[@]}" \
       > /tmp/pip-tt.log 2>&1 || { echo "pip tt failed"; tail -5 /tmp/pip-tt.log; }
-    for variant in tt tt_compile; do
+    for variant in ${TT_VARIANTS:-tt tt_compile}; do
       left=$((budget - SECONDS)); [[ $variant == tt ]] && left=$((left / 2))
       ((left > 40)) || { echo "torchtune $variant skipped: ${left}s left"; continue; }
       PYTHONPATH=/tmp/site-tt:/tmp/site-med timeout "$left" python3 benchmarks/torchtune_row.py \

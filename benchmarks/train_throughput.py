@@ -247,7 +247,9 @@ def print_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--rows", default="a,b,c", help=f"comma-separated, from {sorted(ROWS)}; ROW:N times N steps for that row"
+        "--rows",
+        default="a,b,c",
+        help=f"comma-separated, from {sorted(ROWS)}, run in this order (repeats too); ROW:N times N steps for that row",
     )
     parser.add_argument("--shape", default="llama32_3b", choices=sorted(common.SHAPES))
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
@@ -265,16 +267,17 @@ def main(argv: list[str] | None = None) -> None:
         result = run_row(args.one, args.shape, args.steps, args.warmup, args.examples, args.root, args.profile)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    steps_of = {r.split(":")[0]: int(r.split(":")[1]) if ":" in r else args.steps for r in args.rows.split(",")}
-    rows = list(steps_of)
+    # in the order given, repeats kept: "b,x,x,b" times an ABBA pair in one invocation
+    planned = [(r.split(":")[0], int(r.split(":")[1]) if ":" in r else args.steps) for r in args.rows.split(",")]
+    rows = [name for name, _ in planned]
     profiled_rows = set(args.profile_rows.split(",")) if args.profile_rows else set(rows)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {sorted(ROWS)}")
     common.random_checkpoint(args.shape, args.root)
     results = []
-    for name in rows:
-        cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(steps_of[name])]
+    for name, steps in planned:
+        cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(steps)]
         cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
         cmd += ["--profile", str(args.profile)] if args.profile and name in profiled_rows else []
         started = time.time()

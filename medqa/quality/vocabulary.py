@@ -120,7 +120,8 @@ NAMING_BEFORE = re.compile(
 )
 NAMING_AFTER = re.compile(
     r"(?i)^\W{0,3}(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
-    r"tablets?|capsules?|injections?|infusions?|pills?|syndrome|protocol|criteria)\b"
+    r"tablets?|capsules?|injections?|infusions?|pills?|sprays?|inhalers?|patch(?:es)?|drops|creams?|gels?|lozenges?|"
+    r"strips?|kits?|syndrome|protocol|criteria)\b"
 )
 # Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
 EPONYM_RE = re.compile(
@@ -160,7 +161,8 @@ KNOWN_NAMES = frozenset(
 # Instruments named by capitalised words with an acronym ("the Glycaemic Early Warning Score (GEWS)") or by a
 # hyphenated capitalised name ("the Fe-BLEED score", "a Troponin-Z strip"): real ones are listed.
 ACRONYM_INSTRUMENT_RE = re.compile(
-    r"\b(?:[A-Za-z][a-z]+\s+){1,5}(?i:score|index|scale|test|tool|questionnaire|rule|criteria|check|assessment)\s*"
+    r"\b(?:[A-Za-z][a-z]+\s+){1,5}(?i:score|index|scale|test|tool|questionnaire|rule|criteria|check|assessment|quotient|ratio|"
+    r"panel|profile|assay|marker|count)\s*"
     r"\(([A-Z][A-Za-z0-9-]{1,9})\)"
 )  # "the Glycaemic Early Warning Score (GEWS)", "a serum ferroportin index (SFI)"
 HYPHEN_INSTRUMENT_RE = re.compile(
@@ -171,7 +173,8 @@ KNOWN_INSTRUMENTS = frozenset(
     rosier phq phq-9 gad-7 audit ipss mmse moca dash bmi ogtt rdt ecg ekg hba1c fpg ada drs adrs ukpds score score2
     has-bled cha2ds2-vasc nt-probnp troponin-i troponin-t troponin-c anti-ttg igA-ttg tt-g qsofa sofa sirs wells
     perc edacs hear hscrp crp fit fobt qfit pfhrp2 pldh hrp2 g6pd lamp pcr abpm hbpm who-5 dass abi abpi fbc cbc rpg
-    tsat tibc mcv esr ldh bnp egfr acr uacr psa tsh ft4 gtt idrs mna must bmi-z dlqi nyha ccs sbp dbp""".lower().split()
+    tsat tibc mcv esr ldh bnp egfr acr uacr psa tsh ft4 gtt idrs mna must bmi-z dlqi nyha ccs sbp dbp inr pcv rdw
+    hct mch mchc alt ast ggt ck ck-mb lft lfts u&e ucr pcr acr fbg rbg rbs fbs""".lower().split()
 )  # fmt: skip
 # Organisations ("the Global Hypertension Consensus Board"): capitalised words ending in a body's kind. A guideline
 # body that is not one of the real ones below is an invented authority.
