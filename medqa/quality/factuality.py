@@ -232,8 +232,8 @@ def negated(text: str, strict: bool = False) -> bool:
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "Bleeds you'd never notice", "without noticing": the thing is silent, not denied.
-    text = re.sub(r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|seeing|feel|feeling|realis|realiz)\w*",
-                  " ", text)  # fmt: skip
+    unnoticed = r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|feel|realis|realiz)\w*"
+    text = re.sub(unnoticed, " ", text)
     # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
     text = re.sub(r"(\w+\W+(?:\w+\W+)?)\b(?:rather than|instead of)\b[^,;.]*", r"\1", text)
     # A negation inside a relative clause names a group ("women who no longer have periods"); it denies nothing.
