@@ -744,12 +744,14 @@ def _rule_hit(rule: Rule, sentence: str) -> bool:
 # A sentence that sets the condition apart from others ("symptoms overlap with dengue and typhoid") names them as
 # what it is not: their facts there are no claims about this condition.
 DIFFERENTIAL = re.compile(
-    r"(?i)\b(?:overlap\w* with|mimic\w*|differential|distinguish\w*|confused with|mistaken for|other causes)\b"
+    r"(?i)\b(?:overlap\w* with|mimic\w*|differential|distinguish\w*|confused with|mistaken for|other causes|"
+    r"(?:look|check|test|search) for other)\b"
 )
 # A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
 # properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
 DEFICIT = re.compile(
-    r"(?i)\b(poor|poorly|low|lack|lacking|reduced|inadequate|insufficient|too little|deficien\w*|not enough)\b"
+    r"(?i)\b(poor|poorly|low|lack|lacking|reduced|inadequate|insufficient|too little|deficien\w*|not enough|"
+    r"malabsor\w*)\b"
 )
 
 
@@ -922,7 +924,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         if label == "irrelevant" and why == "no reference fact" and ref and ref.condition and ref.cross_check:
             # The probe questions' world is closed: their references list what a correct answer may say, so
             # medical content that matches none of it is a claim the reference does not support.
-            if not negated(it.text):
+            if not negated(it.text) and not differential:  # "look for other causes like pneumonia" is advice
                 med = medical_words(it.text, stems, own_stems | question | name_words)
                 if med:
                     label, why = "unsupported", f"medical content outside the reference: {', '.join(med[:4])}"
