@@ -193,6 +193,8 @@ WORD = re.compile(r"[a-z0-9][a-z0-9&'-]*")
 def substitute(text: str) -> str:
     """`text` in lower case with every lexicon phrase and drug name replaced by its canonical word."""
     lex = lexicon()
+    # "act fast", "acting early": the verb, not an ACT (artemisinin-based combination therapy, written in capitals)
+    text = re.sub(r"\b[Aa]ct(?:s|ing|ed)?\b", "respond", text)
     text = " " + re.sub(r"\s+", " ", text.lower().replace("’", "'")) + " "
     for pattern, canon in lex.phrases:
         if pattern.search(text):
@@ -229,6 +231,8 @@ def negated(text: str, strict: bool = False) -> bool:
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
     text = HEDGE.sub(" ", text)
     text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
+    # A negation in a stated cause ("breathless because the ventricle cannot pump") denies nothing of the item.
+    text = re.sub(r"\b(?:because|since|due to)\b[^,;.]*", " ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.
     text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
     # "Bleeds you'd never notice", "without noticing": the thing is silent, not denied.
@@ -788,7 +792,8 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
                 continue
             # A negation before the advice in its clause ("do not wait") or right after it ("antibiotics do not
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
-            clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|\band\b", sentence[: m.start()])[-1]
+            # "not to wait and see whether it passes": the negation reaches across "wait and"
+            clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|(?<!wait )\band\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
