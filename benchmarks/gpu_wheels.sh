@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Wheels for a GPU machine that has torch/transformers/peft/accelerate but no package index (Python 3.12):
-# everything else medqa imports, pinned to the versions the benchmarks in RESULTS.md ran with.
+# everything else medqa imports (pyspellchecker, sweeps and wandb-workspaces since s12: the main job's scorer needs the
+# word list; s12 call 4 stopped on its absence), pinned to the versions the benchmarks in RESULTS.md ran with.
 #   bash benchmarks/gpu_wheels.sh [.whl]      # here, with PyPI reachable
 #   (there) python3 -m pip install --no-index --no-deps --target /tmp/site/site-packages .whl/*.whl
 #           export PYTHONPATH=/tmp/site/site-packages:$PWD
@@ -20,7 +21,7 @@ download "$out" trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 xx
   opentelemetry-semantic-conventions==0.66b2 protobuf==7.36.2 platformdirs==4.14.8 click==8.5.1 \
   pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 anyio==4.16.0 \
   httpx==0.28.1 httpcore==1.0.9 h11==0.16.0 sniffio==1.3.1 distro==1.9.0 \
-  drug-named-entity-recognition==2.0.9
+  drug-named-entity-recognition==2.0.9 pyspellchecker==0.9.1 sweeps==0.2.0 wandb-workspaces==0.4.13
 python3 -m pip wheel -q --no-deps -w "$out" antlr4-python3-runtime==4.9.3  # source-only on PyPI
 
 tmp=$(mktemp -d)
