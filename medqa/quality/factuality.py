@@ -231,6 +231,13 @@ def negated(text: str, strict: bool = False) -> bool:
     # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
     text = HEDGE.sub(" ", text)
     text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
+    # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing, no denial of the fact.
+    not_together = r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b"
+    not_always = r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*"
+    text = re.sub(not_always, " ", re.sub(not_together, " ", text))
+    # "Not signs of low sugar": the item's symptom is attributed elsewhere, not denied.
+    elsewhere = r"\bnot (?:a |the )?(?:signs?|symptoms?|features?) of (?:low|hypo\w*|another|something else)\b[^,;.]*"
+    text = re.sub(elsewhere, " ", text)
     # A negation in a stated cause ("breathless because the ventricle cannot pump") denies nothing of the item.
     text = re.sub(r"\b(?:because|since|due to)\b[^,;.]*", " ", text)
     # "Do not wait / delay / hesitate" urges action; it denies no fact.

@@ -128,7 +128,8 @@ EPONYM_RE = re.compile(
     r"\b(?!(?:The|A|An|This|That|Our|Your|Its|Their|Any|Each|No)\s)([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?"
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
-    r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap)\b"
+    r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
+    r"patch|plaques?|nodules?|lesions?)\b"
 )
 KNOWN_EPONYMS = frozenset(
     """addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
@@ -165,6 +166,10 @@ ACRONYM_INSTRUMENT_RE = re.compile(
     r"panel|profile|assay|marker|count)\s*"
     r"\(([A-Z][A-Za-z0-9-]{1,9})\)"
 )  # "the Glycaemic Early Warning Score (GEWS)", "a serum ferroportin index (SFI)"
+ACRONYM_BEFORE_TEST_RE = re.compile(
+    r"\b(?:[A-Za-z][a-z]+[- ]){1,4}[A-Za-z]*\s*\(([A-Z][A-Za-z0-9-]{1,9})\)\s+(?:blood |urine |serum |stool )?"
+    r"(?i:test|assay|marker|scan|score|index|strip|panel)\b"
+)  # "the myocardin kinase-B (MKB) blood test"
 HYPHEN_INSTRUMENT_RE = re.compile(
     r"\b([A-Z][A-Za-z]*-[A-Z][A-Za-z]*)\s+(?i:score|index|scale|test|strip|assay|tool|check|kit|scan|criteria)\b"
 )
@@ -349,7 +354,7 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         add(match.group(1).lower())
     for name in invented_bodies(text):
         add(name)
-    for regex in (ACRONYM_INSTRUMENT_RE, HYPHEN_INSTRUMENT_RE):
+    for regex in (ACRONYM_INSTRUMENT_RE, ACRONYM_BEFORE_TEST_RE, HYPHEN_INSTRUMENT_RE):
         for name in (m.group(1).lower() for m in regex.finditer(text)):
             if name not in KNOWN_INSTRUMENTS and name not in extra:
                 add(name)
