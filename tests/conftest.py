@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+# The tests run training processes side by side on two cores (the sweep grid in the background, CLI subprocesses):
+# there, an OpenMP worker that spins at all takes the core its sibling process needs (medqa.core.threads: 20 smoke
+# steps 37.8 s with medqa's short spin against 25.2 s fully passive). Fully passive here, for this process and every
+# subprocess, unless the user set either variable: the suite took 16 min 22 s with medqa's short spin and 11 min 45 s
+# fully passive in a clean clone (2026-12-01, session 12, same machine).
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+    os.environ.update(OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT="0")
+
 # isort: off
 import medqa  # noqa: F401  (first: sets how torch's OpenMP threads wait, before transformers loads torch)
 from transformers import TrainerCallback

@@ -235,6 +235,8 @@ def negated(text: str, strict: bool = False) -> bool:
     not_together = r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b"
     not_always = r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*"
     text = re.sub(not_always, " ", re.sub(not_together, " ", text))
+    # "No obvious source of blood loss", "no contraindication to an ACE inhibitor": a patient's case, no denial.
+    text = re.sub(r"\bno (?:obvious |apparent |clear )?(?:source of|contraindications? to)\b[^,;.]*", " ", text)
     # "Not signs of low sugar": the item's symptom is attributed elsewhere, not denied.
     elsewhere = r"\bnot (?:a |the )?(?:signs?|symptoms?|features?) of (?:low|hypo\w*|another|something else)\b[^,;.]*"
     text = re.sub(elsewhere, " ", text)

@@ -129,7 +129,7 @@ EPONYM_RE = re.compile(
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
-    r"patch|plaques?|nodules?|lesions?)\b"
+    r"patch|plaques?|nodules?|lesions?|stain|staining)\b"
 )
 KNOWN_EPONYMS = frozenset(
     """addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
@@ -370,11 +370,11 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         if w in seen or w in KNOWN_NAMES or len(w) < MIN_NAME or not w.isalpha():
             continue
         named = _naming_context(text, match.start(), match.end())
+        named = named or bool(re.match(r"-[A-Z]", text[match.end() :]))  # "Lumafen-Plus", "cardiolysin-M"
         camel = any(c.isupper() for c in match.group()[1:])  # "PlasmoScan": a product's shape
         # A word made of medical parts ("cardio" + "lysin") passes as real, except where a name is expected.
         if listed_word(w, extra) or (real_word(w, extra) and not named and not camel):
             continue
-        named = named or bool(re.match(r"-[A-Z]", text[match.end() :]))  # "Lumafen-Plus", "Zestoretic-XR"
         before = text[: match.start()].rstrip()
         inside = bool(before) and before[-1] not in ".!?:-*•\n" and not before[-1].isdigit()
         if match.group()[0].isupper() and inside:
