@@ -120,6 +120,32 @@ def error_tail(lines: int = 6) -> str:
     return " | ".join(traceback.format_exc().strip().splitlines()[-lines:])[-1200:]
 
 
+def run_child(name: str, cmd: list[str], timeout: float, echo: bool = False) -> dict:
+    """Run one row's child process: its `RESULT {json}` line, or the failure (a crash, or no result within `timeout`
+    seconds) as the row's `error`; `wall_s` added. `echo`: the child's own output goes to stderr, for the log."""
+    started = time.time()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr, late = proc.stdout, proc.stderr, ""
+    except subprocess.TimeoutExpired as err:  # a row that hangs or crawls is recorded, the table goes on
+        stdout, stderr = _text(err.stdout), _text(err.stderr)
+        late = f"did not finish in {timeout} s; last output: "
+    if echo:
+        sys.stderr.write(f"--- {name} stdout\n{stdout[-3000:]}\n--- {name} stderr\n{stderr[-3000:]}\n")
+    line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line:
+        result = json.loads(line[len("RESULT ") :])
+    else:
+        tail = (stderr or stdout).strip().splitlines()[-4:]
+        result = {"row": name, "error": late + " | ".join(tail)[-600:]}
+    result["wall_s"] = round(time.time() - started, 1)
+    return result
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
 def run_isolated(
     names: list[str], child_cmd: Callable[[str], list[str]], timeout: float, json_path: Path | None
 ) -> None:
@@ -127,22 +153,7 @@ def run_isolated(
     one `RESULT {json}` line; its result, or the failure as the row's `error`, is printed as a JSON line and appended
     to `json_path`. The child's own output (library messages, fallbacks) goes to stderr for the log."""
     for name in names:
-        started = time.time()
-        try:
-            proc = subprocess.run(child_cmd(name), capture_output=True, text=True, timeout=timeout)
-            stdout, stderr, late = proc.stdout, proc.stderr, ""
-        except subprocess.TimeoutExpired as err:
-            stdout = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-            stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
-            late = f"did not finish in {timeout} s; last output: "
-        sys.stderr.write(f"--- {name} stdout\n{stdout[-3000:]}\n--- {name} stderr\n{stderr[-3000:]}\n")
-        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line:
-            result = json.loads(line[len("RESULT ") :])
-        else:
-            tail = (stderr or stdout).strip().splitlines()[-4:]
-            result = {"row": name, "error": late + " | ".join(tail)[-600:]}
-        result["wall_s"] = round(time.time() - started, 1)
+        result = run_child(name, child_cmd(name), timeout, echo=True)
         print(json.dumps(result), flush=True)
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)

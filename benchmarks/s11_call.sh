@@ -6,17 +6,7 @@
 # 2. the fp32 check on the 3B shape: each variant's loss and worst LoRA gradient against fp32 (block_levers.py);
 # 3. levers_learn: b's levers with and without joint_projections still train the adapter (toy shape).
 set -uo pipefail
-out=${OUT:-gpu-out}
-W=${W:-wheels}
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-med "$W"/med/*.whl \
-  > /tmp/pip-med.log 2>&1 || { echo "pip med failed"; tail -5 /tmp/pip-med.log; }
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  PYTHONPATH=/tmp/site-med python3 -c "import torch, transformers, peft, trl, sys; print(sys.version.split()[0], \
-torch.__version__, transformers.__version__, peft.__version__, trl.__version__)"; } | tee "$out/env.txt"
-echo "installed at ${SECONDS}s"
-med() { PYTHONPATH=/tmp/site-med:$PWD "$@"; }
+source "$(dirname "$0")/call_env.sh" med
 med timeout "${TRAIN_S:-330}" python3 benchmarks/train_throughput.py --root /tmp/bench \
   --rows "${ROWS:-b,b_joint,b_joint,b,b,b_joint}" --steps "${STEPS:-10}" --warmup "${WARMUP:-4}" \
   --row-timeout "${ROW_TIMEOUT:-120}" --json "$out/train.json" > "$out/train.log" 2>&1

@@ -6,24 +6,11 @@
 #                    torchtune's LoRA too where `wheels/tt` is carried: TT_S seconds of the budget are kept for it)
 # Every stage has its own time limit, so one that hangs does not take the call; outputs go to $OUT.
 set -uo pipefail
-out=${OUT:-gpu-out}
-W=${W:-wheels}
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 steps=${STEPS:-15} warmup=${WARMUP:-5} root=/tmp/bench
 stages=,${STAGES:-check,learn,train},
 budget=${BUDGET_S:-585}  # the train stage and the Unsloth rows get what is left of it
-for set in med uns; do
-  [[ -d $W/$set ]] || continue
-  [[ $set == uns && $stages != *,table,* ]] && continue
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "/tmp/site-$set" \
-    "$W/$set"/*.whl > "/tmp/pip-$set.log" 2>&1 || { echo "pip $set failed"; tail -5 "/tmp/pip-$set.log"; }
-done
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  PYTHONPATH=/tmp/site-med python3 -c "import torch, transformers, peft, trl, sys; print(sys.version.split()[0], \
-torch.__version__, transformers.__version__, peft.__version__, trl.__version__)"; } | tee "$out/env.txt"
-echo "installed at ${SECONDS}s"
-med() { PYTHONPATH=/tmp/site-med:$PWD "$@"; }
+sets=(med); [[ $stages == *,table,* ]] && sets+=(uns)  # Unsloth's wheels for the table only
+source "$(dirname "$0")/call_env.sh" "${sets[@]}"
 
 if [[ $stages == *,check,* ]]; then  # flash vs flex on the whole backbone (readout loss), every variant's worst grad
   med timeout "${CHECK_S:-150}" python3 benchmarks/block_levers.py --check-only --json "$out/check.json" \

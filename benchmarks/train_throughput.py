@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -224,10 +223,6 @@ def _cpu(settings):
     )
 
 
-def _text(output: bytes | str | None) -> str:
-    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
-
-
 def print_table(results: list[dict]) -> None:
     base = next((r for r in results if r.get("row") == "a" and "tokens_per_s" in r), None)
     print(f"\n{'row':<16}{'tok/s':>9}{'x (a)':>8}{'MFU':>8}{'peak GiB':>10}{'s/step':>8}{'tok/step':>10}")
@@ -280,20 +275,9 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--one", name, "--shape", args.shape, "--steps", str(steps)]
         cmd += ["--warmup", str(args.warmup), "--examples", str(args.examples), "--root", str(args.root)]
         cmd += ["--profile", str(args.profile)] if args.profile and name in profiled_rows else []
-        started = time.time()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)
-            stdout, stderr, late = proc.stdout, proc.stderr, ""
-        except subprocess.TimeoutExpired as err:  # a row that hangs or crawls is recorded, the table goes on
-            stdout, stderr = _text(err.stdout), _text(err.stderr)
-            late = f"did not finish in {args.row_timeout} s; last output: "
-        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line:
-            result = json.loads(line[len("RESULT ") :])
-        else:
-            tail = (stderr or stdout).strip().splitlines()[-3:]
-            result = {"row": name, "overrides": ROWS[name], "error": late + " | ".join(tail)[-300:]}
-        result["wall_s"] = round(time.time() - started, 1)
+        result = common.run_child(name, cmd, args.row_timeout)
+        if "error" in result:
+            result["overrides"] = ROWS[name]
         print(json.dumps(result), flush=True)
         results.append(result)
     common.write_json(args.json, {"shape": args.shape, "results": results})

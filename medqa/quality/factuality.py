@@ -222,36 +222,41 @@ def _filler_stems() -> frozenset[str]:
     return frozenset(stem(w) for w in lexicon().filler if len(w) >= 4)
 
 
+# What `negated` rewrites away before it looks for a denial, in this order: each names a negation that denies no fact.
+NOT_A_DENIAL = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
+        (r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " "),
+        # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing.
+        (r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b", " "),
+        (r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*", " "),
+        # "No obvious source of blood loss", "no contraindication to an ACE inhibitor": a patient's case.
+        (r"\bno (?:obvious |apparent |clear )?(?:source of|contraindications? to)\b[^,;.]*", " "),
+        # "Not signs of low sugar": the item's symptom is attributed elsewhere.
+        (r"\bnot (?:a |the )?(?:signs?|symptoms?|features?) of (?:low|hypo\w*|another|something else)\b[^,;.]*", " "),
+        # A negation in a stated cause ("breathless because the ventricle cannot pump") denies nothing of the item.
+        (r"\b(?:because|since|due to)\b[^,;.]*", " "),
+        # "Do not wait / delay / hesitate" urges action.
+        (r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " "),
+        # "Bleeds you'd never notice", "without noticing": the thing is silent.
+        (r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|feel|realis|realiz)\w*", " "),
+        # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
+        (r"(\w+\W+(?:\w+\W+)?)\b(?:rather than|instead of)\b[^,;.]*", r"\1"),
+        # A negation inside a relative clause names a group ("women who no longer have periods").
+        (r"\b(?:who|that|which)\s+(?:no longer|don't|do not|cannot|can't|never|are not|aren't)\b[^,;.]*", " "),
+    )
+)
+
+
 def negated(text: str, strict: bool = False) -> bool:
     """The text denies something ("not first-line"; with `strict` False also "avoid ..."), after lexicon phrases
     that merely contain a negation ("can't breathe", "not enough iron") are rewritten; "with or without" is no
-    denial."""
+    denial, nor is any negation of NOT_A_DENIAL."""
     pattern = DENIAL if strict else NEGATION
-    text = substitute(text).replace("with or without", "")
-    # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
-    text = HEDGE.sub(" ", text)
-    text = re.sub(r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " ", text)
-    # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing, no denial of the fact.
-    not_together = r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b"
-    not_always = r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*"
-    text = re.sub(not_always, " ", re.sub(not_together, " ", text))
-    # "No obvious source of blood loss", "no contraindication to an ACE inhibitor": a patient's case, no denial.
-    text = re.sub(r"\bno (?:obvious |apparent |clear )?(?:source of|contraindications? to)\b[^,;.]*", " ", text)
-    # "Not signs of low sugar": the item's symptom is attributed elsewhere, not denied.
-    elsewhere = r"\bnot (?:a |the )?(?:signs?|symptoms?|features?) of (?:low|hypo\w*|another|something else)\b[^,;.]*"
-    text = re.sub(elsewhere, " ", text)
-    # A negation in a stated cause ("breathless because the ventricle cannot pump") denies nothing of the item.
-    text = re.sub(r"\b(?:because|since|due to)\b[^,;.]*", " ", text)
-    # "Do not wait / delay / hesitate" urges action; it denies no fact.
-    text = re.sub(r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " ", text)
-    # "Bleeds you'd never notice", "without noticing": the thing is silent, not denied.
-    unnoticed = r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|feel|realis|realiz)\w*"
-    text = re.sub(unnoticed, " ", text)
-    # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
-    text = re.sub(r"(\w+\W+(?:\w+\W+)?)\b(?:rather than|instead of)\b[^,;.]*", r"\1", text)
-    # A negation inside a relative clause names a group ("women who no longer have periods"); it denies nothing.
-    text = re.sub(r"\b(?:who|that|which)\s+(?:no longer|don't|do not|cannot|can't|never|are not|aren't)\b[^,;.]*",
-                  " ", text)  # fmt: skip
+    text = HEDGE.sub(" ", substitute(text).replace("with or without", ""))
+    for no_denial, replacement in NOT_A_DENIAL:
+        text = no_denial.sub(replacement, text)
     return bool(pattern.search(text))
 
 
