@@ -79,6 +79,7 @@ ROWS = {
     "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false",
                *TRL_STEP],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
+    "c_clayers_nocnr": [*GPU, "quant=nf4", "train.compile_norm_rope=false", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],
     "a_qlora": [*SEED, "quant=nf4"],
 }  # fmt: skip

@@ -167,3 +167,27 @@ def test_merged_adapter_computes_the_adapter_and_leaves_base_weights_bit_identic
     plain = generate_answers(model, tokenizer, CHATS, config)
     folded = generate_answers(model, tokenizer, CHATS, config, merge_adapter=True)
     assert [a.text for a in folded] == [a.text for a in plain]
+
+
+def test_layers_compiled_for_training_answer_with_their_eager_forward(compose_small, base_dir, tokenizer):
+    """train.compile_layers compiles each decoder layer for training shapes; generation (eval mode, no grad, one token
+    at a time) runs the layers' eager forward instead of compiling new graphs, and gives them back their compiled one."""
+    from transformers import AutoModelForCausalLM
+
+    from medqa.model.loading import compile_decoder_layers
+
+    settings = settings_from_cfg(compose_small(["decoding.max_new_tokens=8"]))
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = generation_config(settings.decoding, tokenizer)
+    eager = generate_answers(model, tokenizer, CHATS, config)
+    layers = compile_decoder_layers(model)
+    compiled = {m: m._compiled_call_impl for m in model.modules() if m._compiled_call_impl is not None}
+    assert len(compiled) == layers > 0
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(m._compiled_call_impl)) for m in compiled]
+    answers = generate_answers(model, tokenizer, CHATS, config)
+    for hook in hooks:
+        hook.remove()
+    assert seen and all(impl is None for impl in seen), "a layer ran its compiled forward inside generate"
+    assert {m: m._compiled_call_impl for m in compiled} == compiled, "the compiled forward must come back"
+    assert [a.text for a in answers] == [a.text for a in eager]

@@ -18,6 +18,7 @@ def test_every_eval_logs_the_heldout_mean_with_its_ci(smoke_run):
         lo, hi = e["heldout_quality_ci"]
         assert lo <= e["heldout_quality"] <= hi, e
         assert set(e) >= {"heldout_precision", "heldout_recall", "heldout_precision_ci", "heldout_recall_ci"}
+        assert set(e["generate_seconds"]) == {"probes", "heldout"} and min(e["generate_seconds"].values()) > 0, e
     rows = read_rows(run_dir / "heldout.jsonl")
     assert sorted({r["step"] for r in rows}) == steps
     assert all(sum(r["step"] == s for r in rows) == 16 for s in steps)  # quality.heldout_questions=16
@@ -30,6 +31,8 @@ def test_every_eval_logs_the_heldout_mean_with_its_ci(smoke_run):
     history = read_offline_run(wandb_dir)["history"]
     logged = [h for h in history if "heldout/quality_ci_low" in h]
     assert len(logged) == len(steps), history[:2]
+    assert all(h["heldout/generate_seconds"] > 0 for h in logged)
+    assert sum("probes/generate_seconds" in h for h in history) == len(steps)
 
 
 def test_the_eval_set_is_stratified_and_large_enough_by_default(compose):

@@ -5,12 +5,13 @@ the divergence alarm (loss improved AND the paired per-question quality drop has
 selection report (is the best eval distinguishable from the runner-up?).
 
 Rows go to `heldout.jsonl` in the run dir (one per question per eval); scalars `heldout/quality`,
-`heldout/quality_ci_low`, `heldout/quality_ci_high` (and the same for precision and recall) go to W&B on
-`train/global_step`, next to `eval/loss`."""
+`heldout/quality_ci_low`, `heldout/quality_ci_high` (and the same for precision and recall, and the seconds spent
+answering: `heldout/generate_seconds`) go to W&B on `train/global_step`, next to `eval/loss`."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from transformers import GenerationConfig
@@ -97,7 +98,9 @@ class HeldoutEval:
     def record(self, model, tokenizer, step: int, eval_loss: float | None, write: bool = True) -> dict | None:
         """Answer, score, append to heldout.jsonl, log the means with their CIs; return the paired divergence
         alarm for this eval, if it fires. `write=False`: answer only (ranks joining a sharded generation)."""
+        began = time.perf_counter()
         answers = self.answer(model, tokenizer)
+        seconds = time.perf_counter() - began
         if not write:
             return None
         texts = {q.id: (a.text, a.stopped_eos) for q, a in zip(self.questions, answers, strict=True)}
@@ -106,6 +109,7 @@ class HeldoutEval:
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         alarm = self._add_eval(step, eval_loss, rows)
+        self.evals[-1]["generate_seconds"] = round(seconds, 2)
         self.log(step)
         return alarm
 
@@ -135,6 +139,7 @@ class HeldoutEval:
             scalars[f"heldout/{metric}_ci_low"] = now.get(f"{metric}_lo")
             scalars[f"heldout/{metric}_ci_high"] = now.get(f"{metric}_hi")
         scalars["heldout/n_questions"] = now.get("n")
+        scalars["heldout/generate_seconds"] = now.get("generate_seconds")  # answering the set (not scoring it)
         self.run.log({**{k: v for k, v in scalars.items() if v is not None}, "train/global_step": step})
 
     def at(self, step: int) -> dict | None:

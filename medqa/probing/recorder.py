@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from transformers import GenerationConfig, TrainerCallback
@@ -83,7 +84,9 @@ class ProbeRecorder:
         """Answer and score every probe at `step`, append to probes.jsonl, log the tables and the aggregate
         scalars (probes/quality, probes/rep_4, ...), and check loss against quality (the divergence alarm).
         `write=False`: answer only, for ranks that join a sharded model's generation."""
+        began = time.perf_counter()
         answers = self._answer(model, tokenizer, self.chats)
+        seconds = time.perf_counter() - began
         heldout_alarm = self.heldout.record(model, tokenizer, step, eval_loss, write) if self.heldout else None
         if not write:
             return []
@@ -92,6 +95,7 @@ class ProbeRecorder:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
         probe_alarm = self._add_eval(step, eval_loss, rows)
+        self.evals[-1]["generate_seconds"] = round(seconds, 2)
         alarm = heldout_alarm if self.heldout else probe_alarm
         if alarm:
             self._raise(alarm)
@@ -126,6 +130,9 @@ class ProbeRecorder:
         at = [r for r in self.rows if r["step"] == step]
         long, wide = self.answer_table.add(at), side_by_side(self.rows)
         scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
+        now = next((e for e in self.evals if e["step"] == step), {})
+        if "generate_seconds" in now:  # answering the five probes (not scoring them); absent for a resumed eval
+            scalars["probes/generate_seconds"] = now["generate_seconds"]
         scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
         if any(e["step"] < step for e in self.evals):
             scalars["probes/divergence"] = float(any(a["step"] == step for a in self.alarms))
@@ -196,6 +203,15 @@ class ProbeRecorder:
             }
         )
         return result
+
+    def generate_seconds(self, step: int) -> dict:
+        """Seconds spent answering at `step`: the probes and the held-out set (empty for evals replayed on resume)."""
+        out = {}
+        for name, evals in (("probes", self.evals), ("heldout", self.heldout.evals if self.heldout else [])):
+            now = next((e for e in evals if e["step"] == step), {})
+            if "generate_seconds" in now:
+                out[name] = now["generate_seconds"]
+        return out
 
     def eos_rate(self, step: int) -> float | None:
         return next((e["eos_rate"] for e in self.evals if e["step"] == step), None)

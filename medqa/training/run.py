@@ -306,6 +306,7 @@ def eval_table(log_history: list[dict], recorder: ProbeRecorder) -> list[dict]:
                     "probe_quality": recorder.quality_at(step),
                     **_heldout_columns(recorder, step),
                     "divergence": any(a["step"] == step for a in recorder.alarms),
+                    "generate_seconds": recorder.generate_seconds(step),
                 }
             )
     return rows

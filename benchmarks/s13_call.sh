@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# s13 call 1 (issue 19): can the candidate (each decoder layer compiled over the whole-block nodes, row
+# b_clayers_nocnr) become train=gpu? Carries `wheels` (wheels/med from benchmarks/gpu_wheels.sh: the main job's
+# packages, bitsandbytes included).
+#   bash benchmarks/s13_call.sh
+# 1. the main job (embedded model, 40 steps, evals at 0/20/40 with probes and the held-out set) with b's settings, then
+#    with the candidate's: wall time, train time and each eval's generation seconds from run.json;
+# 2. QLoRA with and without the candidate (c must stay <= 1.3x slower than b), then b and the candidate once more.
+set -uo pipefail
+source "$(dirname "$0")/call_env.sh" med
+job() {  # job NAME OVERRIDES...: the main job, its summary line
+  local name=$1; shift; local t0=$SECONDS
+  med timeout "${JOB_S:-200}" python3 -m medqa.train train=gpu train.max_steps=40 train.eval_steps=20 \
+    train.save_steps=20 "hydra.run.dir=/tmp/jobs/$name" "$@" > "$out/job-$name.log" 2>&1
+  echo "job $name rc=$? wall $((SECONDS - t0))s"
+  med python3 - "$name" <<'PY' | tee -a "$out/jobs.txt"
+import json, sys
+name = sys.argv[1]
+try:
+    s = json.load(open(f"/tmp/jobs/{name}/run.json"))
+except (OSError, ValueError) as err:
+    sys.exit(f"{name}: no run.json ({err})")
+evals = [(e["step"], round(e["eval_loss"], 4), e.get("heldout_quality"), e.get("generate_seconds")) for e in s["evals"]]
+print(name, "seconds", s.get("seconds"), "train_seconds", s.get("train_seconds"), "evals", evals)
+PY
+}
+job b
+job cand train.compile_norm_rope=false train.compile_layers=true
+echo "jobs done at ${SECONDS}s"
+med timeout "${TRAIN_S:-300}" python3 benchmarks/train_throughput.py --root /tmp/bench \
+  --rows "${ROWS:-c,c_clayers_nocnr,b_clayers_nocnr,b}" --steps "${STEPS:-10}" --warmup "${WARMUP:-4}" \
+  --row-timeout "${ROW_TIMEOUT:-150}" --json "$out/train.json" > "$out/train.log" 2>&1
+echo "train rc=$? at ${SECONDS}s"; tail -9 "$out/train.log"
