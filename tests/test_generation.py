@@ -171,7 +171,7 @@ def test_merged_adapter_computes_the_adapter_and_leaves_base_weights_bit_identic
 
 def test_layers_compiled_for_training_answer_with_their_eager_forward(compose_small, base_dir, tokenizer):
     """train.compile_layers compiles each decoder layer for training shapes; generation (eval mode, no grad, one token
-    at a time) runs the layers' eager forward instead of compiling new graphs, and gives them back their compiled one."""
+    at a time) runs the layers' eager forward instead of compiling new graphs, and gives the compiled one back."""
     from transformers import AutoModelForCausalLM
 
     from medqa.model.loading import compile_decoder_layers
