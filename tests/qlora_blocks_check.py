@@ -54,10 +54,13 @@ def main() -> None:
     assert _fuse_all(model) == (layers, layers)
     loss, grads = _loss_and_grads(model, batch, seed=7)
     _assert_same(loss, grads, loss_peft, grads_peft)
+    from medqa.model.compiled_layers import compile_blocker
+
     summary = {
         "base": type(q_proj.base_layer).__name__, "weight_dtype": str(q_proj.base_layer.weight.dtype),
         "layers": layers, "calls_peft": calls_peft, "calls_fused": {k: calls[k] - calls_peft[k] for k in calls},
         "gradients_compared": len(grads_peft), "loss": loss.item(), "loss_peft": loss_peft.item(),
+        "compile_blocker": compile_blocker(model),
     }  # fmt: skip
     print(json.dumps(summary))
 

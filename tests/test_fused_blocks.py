@@ -246,3 +246,4 @@ def test_whole_blocks_over_a_4bit_base_match_peft_qlora(base_dir):
     assert summary["base"] == "Linear4bit" and summary["weight_dtype"] == "torch.uint8"
     assert summary["calls_peft"] == {"qkv": 0, "mlp": 0} and summary["calls_fused"] == {"qkv": layers, "mlp": layers}
     assert summary["gradients_compared"] == 2 * 7 * layers
+    assert "4-bit" in summary["compile_blocker"]  # train.compile_layers keeps a QLoRA model's layers eager

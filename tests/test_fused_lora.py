@@ -170,7 +170,8 @@ def test_compiled_layers_keep_flex_attention_out_of_their_graphs(compose_small, 
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     from medqa.config.build import settings_from_cfg
-    from medqa.model.loading import FLEX_OUTSIDE_GRAPH, compile_decoder_layers, load_base
+    from medqa.model.compiled_layers import FLEX_OUTSIDE_GRAPH, compile_decoder_layers
+    from medqa.model.loading import load_base
 
     settings = settings_from_cfg(compose_small([]))
     flex, _, _ = load_base(settings.model, settings.quant, "flex_attention")

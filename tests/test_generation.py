@@ -169,25 +169,34 @@ def test_merged_adapter_computes_the_adapter_and_leaves_base_weights_bit_identic
     assert [a.text for a in folded] == [a.text for a in plain]
 
 
-def test_layers_compiled_for_training_answer_with_their_eager_forward(compose_small, base_dir, tokenizer):
-    """train.compile_layers compiles each decoder layer for training shapes; generation (eval mode, no grad, one token
-    at a time) runs the layers' eager forward instead of compiling new graphs, and gives the compiled one back."""
+def test_layers_compiled_for_training_answer_with_their_own_forward(compose_small, base_dir, tokenizer, monkeypatch):
+    """train.compile_layers trains each decoder layer through one compiled function; evaluation and generation (eval
+    mode, no grad, a token at a time under generation's own compiled decode step) run the layer's own forward and
+    never reach the training graphs. (A spy stands in for torch.compile's wrapper: what is checked is the routing.)"""
     from transformers import AutoModelForCausalLM
 
-    from medqa.model.loading import compile_decoder_layers
+    from medqa.model import compiled_layers
 
+    calls = []
+
+    def spy(layer, *args, **kwargs):
+        calls.append(layer)
+        return compiled_layers._layer_step(layer, *args, **kwargs)
+
+    monkeypatch.setattr(compiled_layers, "_compiled_step", spy)
     settings = settings_from_cfg(compose_small(["decoding.max_new_tokens=8"]))
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     config = generation_config(settings.decoding, tokenizer)
     eager = generate_answers(model, tokenizer, CHATS, config)
-    layers = compile_decoder_layers(model)
-    compiled = {m: m._compiled_call_impl for m in model.modules() if m._compiled_call_impl is not None}
-    assert len(compiled) == layers > 0
-    seen = []
-    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(m._compiled_call_impl)) for m in compiled]
+    assert compiled_layers.compile_blocker(model) is None
+    layers = compiled_layers.compile_decoder_layers(model)
+    assert layers == model.config.num_hidden_layers
+    assert not any(getattr(m, "_compiled_call_impl", None) for m in model.modules()), "not Module.compile"
     answers = generate_answers(model, tokenizer, CHATS, config)
-    for hook in hooks:
-        hook.remove()
-    assert seen and all(impl is None for impl in seen), "a layer ran its compiled forward inside generate"
-    assert {m: m._compiled_call_impl for m in compiled} == compiled, "the compiled forward must come back"
-    assert [a.text for a in answers] == [a.text for a in eager]
+    assert calls == [] and [a.text for a in answers] == [a.text for a in eager]
+    ids = tokenizer("What causes iron deficiency anemia?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        model.train()(ids)
+    assert calls == [], "no grad: the layer's own forward"
+    model.train()(ids).logits.sum().backward()
+    assert len(calls) == layers and len(set(map(id, calls))) == layers

@@ -95,7 +95,9 @@ def _traced_branch(base_out, x, weight_a, weight_b, scale: float, p: float) -> t
     compiled layer with flex attention trained nothing: the LoRA B weights stayed zero, as in
     pytorch/pytorch#159299 where `ctx.needs_input_grad` reads False; on CPU it trained. benchmarks/RESULTS.md.)"""
     dtype = base_out.dtype
-    xd = torch.nn.functional.dropout(x.to(dtype), p, training=p > 0)
+    # A Python branch, not `training=p > 0`: with dynamic shapes dynamo makes p symbolic, dropout() refuses a
+    # symbolic bool, and every LoRA projection broke its layer's graph in two (s13, TORCH_LOGS=graph_breaks).
+    xd = torch.nn.functional.dropout(x.to(dtype), p, training=True) if p > 0 else x.to(dtype)
     return base_out + (xd @ weight_a.to(dtype).t()) @ weight_b.to(dtype).t() * scale
 
 

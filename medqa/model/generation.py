@@ -100,24 +100,6 @@ def merged_adapter(model):
             weight.data = data
 
 
-@contextmanager
-def eager_modules(model):
-    """Run the modules compiled in place (`Module.compile`, e.g. train.compile_layers) with their eager forward for
-    the duration, then give them their compiled one back. Generation calls the layers in eval mode, without grad,
-    at batch x 1 token with a KV cache: shapes and modes the training graphs were not built for, each a fresh
-    compile (and under a compiled decode step, a compile inside a compile). The eager forward computes the same
-    function; the decode step keeps its own compilation (decoding.cache_implementation=static)."""
-    compiled = [m for m in model.modules() if getattr(m, "_compiled_call_impl", None) is not None]
-    saved = [m._compiled_call_impl for m in compiled]
-    try:
-        for m in compiled:
-            m._compiled_call_impl = None
-        yield model
-    finally:
-        for m, impl in zip(compiled, saved, strict=True):
-            m._compiled_call_impl = impl
-
-
 def _not_plain(weight) -> bool:
     """4-bit (bitsandbytes packs two values a byte) or sharded (DTensor) weights cannot take a merged copy."""
     return not weight.is_floating_point() or type(weight.data).__name__ == "DTensor"
@@ -142,7 +124,7 @@ def generate_answers(
     try:
         cuda = [model.device] if model.device.type == "cuda" else []
         merged = merged_adapter(model) if merge_adapter else nullcontext(model)
-        with torch.random.fork_rng(devices=cuda), torch.no_grad(), eager_modules(model), merged:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), merged:
             torch.manual_seed(seed)
             out = model.generate(**batch, generation_config=config)
     finally:

@@ -151,39 +151,6 @@ def adapter_report(adapter_dir: Path) -> dict:
     return {"adapter_bytes": weights.stat().st_size, "adapter_tensors": len(keys)}
 
 
-FLEX_OUTSIDE_GRAPH = "medqa_flex_outside_graph"
-
-
-def compile_decoder_layers(model) -> int:
-    """`torch.compile` every decoder layer in place, with dynamic shapes (padding-free batches change length every
-    step): the layers share their compiled graphs, parameter names and checkpoints unchanged. Returns how many.
-
-    Flex attention stays outside the layers' graphs: inductor cannot lower its backward with symbolic block-mask
-    sizes (torch 2.11 on an H100: "unsupported operand type(s) for &: 'floor' and 'Add'"). The model switches to
-    the same flex attention and mask functions under another name, with dynamo disabled around the attention
-    call, so each layer compiles into the graphs before and after it and flex runs as in eager mode."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kinds = set(getattr(base, "_no_split_modules", None) or [])
-    layers = [m for m in base.modules() if type(m).__name__ in kinds]
-    if not layers:
-        raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")
-    if base.config._attn_implementation == "flex_attention":
-        _register_flex_outside_graph()
-        base.config._attn_implementation = FLEX_OUTSIDE_GRAPH
-    for layer in layers:
-        layer.compile(dynamic=True)
-    return len(layers)
-
-
-def _register_flex_outside_graph() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-    flex = AttentionInterface._global_mapping["flex_attention"]
-    AttentionInterface.register(FLEX_OUTSIDE_GRAPH, torch.compiler.disable(flex))
-    AttentionMaskInterface.register(FLEX_OUTSIDE_GRAPH, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["flex_attention"])
-
-
 def data_tokenizer(model_settings):
     """The run's tokenizer for the token-length filter, without loading weights (the embedded base is
     built and cached on first use, as training would)."""

@@ -3,14 +3,16 @@ benchmarks use it), and how the trainer keeps the best checkpoint by a rule."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from medqa.core.cpu_precision import training_precision
 from medqa.core.distributed import processes_without_gpu
+from medqa.model.compiled_layers import compile_blocker, compile_decoder_layers
 from medqa.model.compiled_norm_rope import compile_norm_rope
 from medqa.model.fused_blocks import fuse_lora_blocks
 from medqa.model.fused_lora import fuse_lora_layers
-from medqa.model.loading import compile_decoder_layers, lora_config
+from medqa.model.loading import lora_config
 from medqa.model.varlen_attention import use_flash_varlen
 from medqa.probing.recorder import SELECT_METRIC
 from medqa.settings.model import LoraSettings
@@ -109,16 +111,30 @@ def build_trainer(
         peft_config=lora_config(lora),
         callbacks=callbacks or [],
     )
-    if train.fused_lora:
-        fuse_lora_layers(trainer.model)
-    if train.fused_blocks:  # after the Trainer moved the model: joint projections pack the weights where they stay
-        fuse_lora_blocks(trainer.model, joint_projections=train.joint_projections)
-    if train.flash_varlen:
-        use_flash_varlen(trainer.model)
-    if train.compile_norm_rope:
-        compile_norm_rope(trainer.model)
-    if train.compile_layers:
-        compile_decoder_layers(trainer.model)
+    install_levers(trainer.model, train)
     if train.static_packs:
         install_static_step(trainer, train.static_packs, train.cuda_graphs)
     return trainer
+
+
+def install_levers(model, train: TrainSettings) -> dict[str, bool]:
+    """Route the trainer's model through the speed levers `train` asks for (each the same function; measured in
+    benchmarks/RESULTS.md); returns which were installed. Compiled layers include RMSNorm and RoPE, so with them
+    compile_norm_rope is not needed; a model whose layers cannot be compiled whole (a 4-bit base) keeps its layers
+    eager and takes compile_norm_rope instead, with a warning."""
+    if train.fused_lora:
+        fuse_lora_layers(model)
+    if train.fused_blocks:  # after the Trainer moved the model: joint projections pack the weights where they stay
+        fuse_lora_blocks(model, joint_projections=train.joint_projections)
+    if train.flash_varlen:
+        use_flash_varlen(model)
+    blocker = compile_blocker(model) if train.compile_layers else None
+    if blocker:
+        warnings.warn(f"train.compile_layers: the layers stay eager: {blocker}", stacklevel=2)
+    layers = train.compile_layers and blocker is None
+    norm_rope = train.compile_norm_rope and not layers
+    if norm_rope:
+        compile_norm_rope(model)
+    if layers:
+        compile_decoder_layers(model)
+    return {"compile_layers": layers, "compile_norm_rope": norm_rope}

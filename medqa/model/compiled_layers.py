@@ -1,0 +1,84 @@
+"""Each decoder layer as one `torch.compile`d graph while training (`train.compile_layers`): inductor fuses what the
+eager layer leaves as separate kernels (RMSNorm, RoPE, LoRA dropout and adds around the whole-block nodes).
+
+The compiled function is medqa's own (`_layer_step`), installed as each layer's forward, and used only while the
+layer trains with gradients; evaluation and generation run the layer's own forward. Not `Module.compile`: that
+compiles `Module._call_impl`, the code object every module's call goes through, and dynamo keeps one cache of graphs
+per code object. Generation's compiled decode step (static cache, CUDA graphs) then found the training graphs on
+each module call it could not inline, recompiled them under its own backend until the cache limit, and failed
+("accessing tensor output of CUDAGraphs that has been overwritten", H200, benchmarks/RESULTS.md s13)."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+FLEX_OUTSIDE_GRAPH = "medqa_flex_outside_graph"
+
+
+def _layer_step(layer, *args, **kwargs):
+    """The layer's own forward: compiled below, so that its graphs live on this function's code object only."""
+    return type(layer).forward(layer, *args, **kwargs)
+
+
+_compiled_step = None
+
+
+def compiled_step():
+    """One compiled `_layer_step` for every layer (the layers share graphs; dynamic shapes: padding-free packs
+    change length from step to step)."""
+    global _compiled_step
+    if _compiled_step is None:
+        _compiled_step = torch.compile(_layer_step, dynamic=True)
+    return _compiled_step
+
+
+def _training_forward(self, *args, **kwargs):
+    """The compiled layer while training with gradients, else the layer's own forward."""
+    if self.training and torch.is_grad_enabled():
+        return compiled_step()(self, *args, **kwargs)
+    return type(self).forward(self, *args, **kwargs)
+
+
+def decoder_layers(model) -> list[torch.nn.Module]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kinds = set(getattr(base, "_no_split_modules", None) or [])
+    return [m for m in base.modules() if type(m).__name__ in kinds]
+
+
+def compile_blocker(model) -> str | None:
+    """Why `model`'s layers cannot be compiled whole, or None."""
+    if any(not p.is_floating_point() for p in model.parameters()):
+        return ("a 4-bit base (QLoRA): bitsandbytes' matmul does not trace inside a compiled layer "
+                "(RecursionError on an H200, benchmarks/RESULTS.md s13)")  # fmt: skip
+    return None
+
+
+def compile_decoder_layers(model) -> int:
+    """Train every decoder layer of `model` through the compiled `_layer_step`; returns how many. Parameter names
+    and checkpoints are unchanged.
+
+    Flex attention stays outside the layers' graphs: inductor cannot lower its backward with symbolic block-mask
+    sizes (torch 2.11 on an H100: "unsupported operand type(s) for &: 'floor' and 'Add'"). The model switches to
+    the same flex attention and mask functions under another name, with dynamo disabled around the attention
+    call, so each layer compiles into the graphs before and after it and flex runs as in eager mode."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = decoder_layers(model)
+    if not layers:
+        raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")
+    if base.config._attn_implementation == "flex_attention":
+        _register_flex_outside_graph()
+        base.config._attn_implementation = FLEX_OUTSIDE_GRAPH
+    for layer in layers:
+        layer.forward = types.MethodType(_training_forward, layer)
+    return len(layers)
+
+
+def _register_flex_outside_graph() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    flex = AttentionInterface._global_mapping["flex_attention"]
+    AttentionInterface.register(FLEX_OUTSIDE_GRAPH, torch.compiler.disable(flex))
+    AttentionMaskInterface.register(FLEX_OUTSIDE_GRAPH, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["flex_attention"])
