@@ -31,6 +31,7 @@ for name in ${JOBS:-b cand}; do
   case $name in b) job b ;; cand) job cand train.compile_layers=true ;; esac
 done
 echo "jobs done at ${SECONDS}s"
+[[ ${ROWS:-} == none ]] && exit 0
 med timeout "${TRAIN_S:-300}" python3 benchmarks/train_throughput.py --root /tmp/bench \
   --rows "${ROWS:-c,c_clayers_nocnr,b_clayers_nocnr,b}" --steps "${STEPS:-10}" --warmup "${WARMUP:-4}" \
   --row-timeout "${ROW_TIMEOUT:-150}" --json "$out/train.json" > "$out/train.log" 2>&1

@@ -184,6 +184,7 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
         return compiled_layers._layer_step(layer, *args, **kwargs)
 
     monkeypatch.setattr(compiled_layers, "_compiled_step", spy)
+    seen = []
     settings = settings_from_cfg(compose_small(["decoding.max_new_tokens=8"]))
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     config = generation_config(settings.decoding, tokenizer)
@@ -192,7 +193,13 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
     layers = compiled_layers.compile_decoder_layers(model)
     assert layers == model.config.num_hidden_layers
     assert not any(getattr(m, "_compiled_call_impl", None) for m in model.modules()), "not Module.compile"
+    decoder = compiled_layers.decoder_layers(model)
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append("forward" in m.__dict__)) for m in decoder]
     answers = generate_answers(model, tokenizer, CHATS, config)
+    for hook in hooks:
+        hook.remove()
+    assert seen and not any(seen), "generation must see the layers as built, without the training switch"
+    assert all("forward" in m.__dict__ for m in decoder), "the switch must come back after generation"
     assert calls == [] and [a.text for a in answers] == [a.text for a in eager]
     ids = tokenizer("What causes iron deficiency anemia?", return_tensors="pt").input_ids
     with torch.no_grad():

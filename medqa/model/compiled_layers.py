@@ -11,6 +11,7 @@ each module call it could not inline, recompiled them under its own backend unti
 from __future__ import annotations
 
 import types
+from contextlib import contextmanager
 
 import torch
 
@@ -39,6 +40,21 @@ def _training_forward(self, *args, **kwargs):
     if self.training and torch.is_grad_enabled():
         return compiled_step()(self, *args, **kwargs)
     return type(self).forward(self, *args, **kwargs)
+
+
+@contextmanager
+def layers_as_built(model):
+    """The decoder layers with their class's forward for the duration (generation), then the training switch back.
+    Generation's compiled decode step (static cache, CUDA graphs) traced through the switch failed on an H200 in
+    s13 ("accessing tensor output of CUDAGraphs that has been overwritten"); without it, it sees b's model."""
+    layers = [m for m in model.modules() if getattr(m.__dict__.get("forward"), "__func__", None) is _training_forward]
+    for layer in layers:
+        del layer.forward
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.forward = types.MethodType(_training_forward, layer)
 
 
 def decoder_layers(model) -> list[torch.nn.Module]:

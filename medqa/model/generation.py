@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from medqa.model.compiled_layers import layers_as_built
 from medqa.settings.decoding import DecodingSettings, decoding_problems
 
 
@@ -124,7 +125,7 @@ def generate_answers(
     try:
         cuda = [model.device] if model.device.type == "cuda" else []
         merged = merged_adapter(model) if merge_adapter else nullcontext(model)
-        with torch.random.fork_rng(devices=cuda), torch.no_grad(), merged:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad(), layers_as_built(model), merged:
             torch.manual_seed(seed)
             out = model.generate(**batch, generation_config=config)
     finally:
