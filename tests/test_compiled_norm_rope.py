@@ -110,3 +110,24 @@ def test_trainer_binds_the_lever_and_a_cpu_try_out_trains_as_eager(compose_small
         _train(settings, rows, tmp_path / str(flag), compile_norm_rope=flag) for flag in (False, True)
     )
     assert moved > 0 and moved == moved_eager and lever == eager
+
+
+def test_inside_a_compiled_layer_the_norm_and_rope_step_aside(monkeypatch):
+    """With train.compile_layers the layer's own compile fuses RMSNorm and RoPE: while dynamo traces (is_compiling),
+    neither takes its separately compiled kernel, and both compute the model's arithmetic."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
+
+    from medqa.model import compiled_norm_rope as cnr
+
+    def no_compile(fn):
+        raise AssertionError(f"{fn.__name__} compiled inside a compiled layer")
+
+    monkeypatch.setattr(cnr, "_compiled", no_compile)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    norm = LlamaRMSNorm(8).train()
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    torch.testing.assert_close(cnr._norm_forward(norm, x), LlamaRMSNorm.forward(norm, x))
+    q, k = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 8)
+    cos, sin = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    for got, want in zip(cnr.cuda_rotary(q, k, cos, sin), apply_rotary_pos_emb(q, k, cos, sin), strict=True):
+        torch.testing.assert_close(got, want)

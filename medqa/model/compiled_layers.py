@@ -1,12 +1,15 @@
 """Each decoder layer as one `torch.compile`d graph while training (`train.compile_layers`): inductor fuses what the
 eager layer leaves as separate kernels (RMSNorm, RoPE, LoRA dropout and adds around the whole-block nodes).
 
-The compiled function is medqa's own (`_layer_step`), installed as each layer's forward, and used only while the
-layer trains with gradients; evaluation and generation run the layer's own forward. Not `Module.compile`: that
-compiles `Module._call_impl`, the code object every module's call goes through, and dynamo keeps one cache of graphs
-per code object. Generation's compiled decode step (static cache, CUDA graphs) then found the training graphs on
-each module call it could not inline, recompiled them under its own backend until the cache limit, and failed
-("accessing tensor output of CUDAGraphs that has been overwritten", H200, benchmarks/RESULTS.md s13)."""
+The compiled function is medqa's own (`_layer_step`), installed as each layer's forward and used only while the
+layer trains with gradients: evaluation and generation run the layer's own forward and never meet the training
+graphs (generation also sees the layers as built: `layers_as_built`). Not `Module.compile`, which compiles
+`Module._call_impl`, the code object every module's call goes through, and left each module's call to dynamo's cache.
+
+On an H200 (s13, torch 2.11) the main job's probes failed in generation's compiled decode step (static cache, CUDA
+graphs: "accessing tensor output of CUDAGraphs that has been overwritten") whenever compile_norm_rope was off, with
+`Module.compile`, with this function, and with the layers as built during generation; `train=gpu` (compile_norm_rope
+on) decodes. So compile_norm_rope stays on beside compiled layers (its kernels step aside inside their graphs)."""
 
 from __future__ import annotations
 
@@ -44,9 +47,8 @@ def _training_forward(self, *args, **kwargs):
 
 @contextmanager
 def layers_as_built(model):
-    """The decoder layers with their class's forward for the duration (generation), then the training switch back.
-    Generation's compiled decode step (static cache, CUDA graphs) traced through the switch failed on an H200 in
-    s13 ("accessing tensor output of CUDAGraphs that has been overwritten"); without it, it sees b's model."""
+    """The decoder layers with their class's forward for the duration (generation), then the training switch back:
+    generation's compiled decode step traces the model it traces without compiled layers."""
     layers = [m for m in model.modules() if getattr(m.__dict__.get("forward"), "__func__", None) is _training_forward]
     for layer in layers:
         del layer.forward

@@ -49,7 +49,8 @@ def _compiled(fn):
 
 
 def _norm_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-    if not (self.training and torch.is_grad_enabled()):
+    # Inside a compiled decoder layer (train.compile_layers) the layer's own compile fuses the norm with its neighbours.
+    if not (self.training and torch.is_grad_enabled()) or torch.compiler.is_compiling():
         return type(self).forward(self, hidden_states)
     return _compiled(rms_norm)(hidden_states, self.weight, self.variance_epsilon)
 
@@ -66,8 +67,10 @@ def compiled_rotary(q, k, cos, sin):
 
 
 def cuda_rotary(q, k, cos, sin):
-    """`rotary` compiled on CUDA, eager elsewhere."""
-    return compiled_rotary(q, k, cos, sin) if q.is_cuda else rotary(q, k, cos, sin)
+    """`rotary` compiled on CUDA, eager elsewhere and inside a compiled layer (whose compile fuses it)."""
+    if q.is_cuda and not torch.compiler.is_compiling():
+        return compiled_rotary(q, k, cos, sin)
+    return rotary(q, k, cos, sin)
 
 
 def compile_norm_rope(model: torch.nn.Module, cpu: bool = False) -> tuple[int, int]:

@@ -44,7 +44,7 @@ class TrainSettings:
     static_packs: int = 0  # pad each pack to a multiple of this many tokens (training.static_step); 0: off
     cuda_graphs: bool = False  # capture each static pack's forward + backward once, replay it (training.static_step)
     torch_compile: bool = False
-    compile_layers: bool = False  # torch.compile each decoder layer in place (dynamic shapes); 32% slower on an H100
+    compile_layers: bool = False  # torch.compile each decoder layer while training (model.compiled_layers)
     seed: int = 42
     select_by: str = "quality"  # the adapter kept: last | loss | quality | loss_quality (best eval by that rule)
     resume: str | None = None  # null | auto | a run folder: continue its latest checkpoint (medqa.training.resume)

@@ -119,22 +119,23 @@ def build_trainer(
 
 def install_levers(model, train: TrainSettings) -> dict[str, bool]:
     """Route the trainer's model through the speed levers `train` asks for (each the same function; measured in
-    benchmarks/RESULTS.md); returns which were installed. Compiled layers include RMSNorm and RoPE, so with them
-    compile_norm_rope is not needed; a model whose layers cannot be compiled whole (a 4-bit base) keeps its layers
-    eager and takes compile_norm_rope instead, with a warning."""
+    benchmarks/RESULTS.md); returns which were installed. A model whose layers cannot be compiled whole (a 4-bit
+    base) keeps them eager, with a warning. compile_norm_rope stays installed beside compiled layers: inside their
+    graphs its functions step aside (the layer's compile fuses the same arithmetic), and outside them (generation's
+    compiled decode step) the model is the one that decodes on a GPU without compiled layers (benchmarks/RESULTS.md
+    s13: with compile_norm_rope off, the probes' decode failed on an H200, compiled layers or not)."""
     if train.fused_lora:
         fuse_lora_layers(model)
     if train.fused_blocks:  # after the Trainer moved the model: joint projections pack the weights where they stay
         fuse_lora_blocks(model, joint_projections=train.joint_projections)
     if train.flash_varlen:
         use_flash_varlen(model)
+    if train.compile_norm_rope:
+        compile_norm_rope(model)
     blocker = compile_blocker(model) if train.compile_layers else None
     if blocker:
         warnings.warn(f"train.compile_layers: the layers stay eager: {blocker}", stacklevel=2)
     layers = train.compile_layers and blocker is None
-    norm_rope = train.compile_norm_rope and not layers
-    if norm_rope:
-        compile_norm_rope(model)
     if layers:
         compile_decoder_layers(model)
-    return {"compile_layers": layers, "compile_norm_rope": norm_rope}
+    return {"compile_norm_rope": train.compile_norm_rope, "compile_layers": layers}
