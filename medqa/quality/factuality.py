@@ -864,6 +864,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         for n in [entry["name"], *(entry.get("aliases") or [])]:
             name_words |= set(normalise(str(n)))
     own = Pool(ref.facts if ref else ())
+    own_denials = Pool(f for f in own.facts if f.negated)
     # Another condition's summary is background prose, not a fact an item could wrongly state.
     others = Pool(
         [f for f in knowledge_facts() if f.condition != ref.condition and f.aspect != "summary"]
@@ -904,7 +905,13 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             denies = negated(it.text, strict=True)
             caveat = denies or negated(it.text)
             pol = polarity(it.text)
-            s_own, f_own, _ = _best(stems, own, denies=denies, pol=pol)
+            s_own, f_own, sh_own = _best(stems, own, denies=denies, pol=pol)
+            if denies and f_own is not None and not f_own.negated:
+                # A denial that a denying fact explains more of is that fact, not a contradiction of a shorter one
+                # ("artemisinin drugs should not be used on their own" is the monotherapy caution, not "not ACT").
+                s_neg, f_neg, sh_neg = _best(stems, own_denials, denies=denies, pol=pol)
+                if f_neg is not None and s_neg >= MATCH and sh_neg > sh_own:
+                    s_own, f_own = s_neg, f_neg
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
             s_same, f_same, _ = _best(stems, same_other, item_only=True)
