@@ -129,7 +129,10 @@ def _segment_files(segment: Path) -> dict[Path, str]:
 
 
 def _probes(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "probes.jsonl").read_text(encoding="utf-8").splitlines()]
+    """probes.jsonl's rows without the answering time (wall clock: the one field two identical runs differ in)."""
+    rows = [json.loads(line) for line in (run_dir / "probes.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(r.pop("generate_seconds") > 0 for r in rows)
+    return rows
 
 
 def test_the_kill_came_after_a_checkpoint_and_a_later_eval(runs):

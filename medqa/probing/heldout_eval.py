@@ -105,17 +105,19 @@ class HeldoutEval:
             return None
         texts = {q.id: (a.text, a.stopped_eos) for q, a in zip(self.questions, answers, strict=True)}
         rows = score_heldout(self.questions, texts, settings=self.quality, known_words=self.known_words)
-        rows = [{"step": step, **r} for r in rows]
+        rows = [{"step": step, **r, "generate_seconds": round(seconds, 2)} for r in rows]
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         alarm = self._add_eval(step, eval_loss, rows)
-        self.evals[-1]["generate_seconds"] = round(seconds, 2)
         self.log(step)
         return alarm
 
     def _add_eval(self, step: int, eval_loss: float | None, rows: list[dict]) -> dict | None:
         summary = summarize(rows, n_resamples=self.quality.bootstrap_resamples)
+        seconds = rows[0].get("generate_seconds") if rows else None  # the eval's answering time, kept in its rows
         self.evals.append({"step": step, "eval_loss": eval_loss, "scores": per_question(rows), **summary})
+        if seconds is not None:
+            self.evals[-1]["generate_seconds"] = seconds
         if eval_loss is None:
             return None
         kw = {"n_resamples": self.quality.bootstrap_resamples}

@@ -90,12 +90,14 @@ class ProbeRecorder:
         heldout_alarm = self.heldout.record(model, tokenizer, step, eval_loss, write) if self.heldout else None
         if not write:
             return []
-        rows = [self.score(p, a, step) for p, a in zip(self.probes, answers, strict=True)]
+        rows = [
+            self.score(p, a, step) | {"generate_seconds": round(seconds, 2)}
+            for p, a in zip(self.probes, answers, strict=True)
+        ]
         with self.out_file.open("a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         self.rows += rows
         probe_alarm = self._add_eval(step, eval_loss, rows)
-        self.evals[-1]["generate_seconds"] = round(seconds, 2)
         alarm = heldout_alarm if self.heldout else probe_alarm
         if alarm:
             self._raise(alarm)
@@ -107,6 +109,8 @@ class ProbeRecorder:
         probes (used when the held-out eval is off: with five questions its CI rarely excludes zero)."""
         scores = {r["probe_id"]: r["quality"] for r in rows}
         self.evals.append({"step": step, "eval_loss": eval_loss, "scores": scores, **aggregate(rows)})
+        if rows and "generate_seconds" in rows[0]:  # the eval's answering time, kept in its rows (replayed on resume)
+            self.evals[-1]["generate_seconds"] = rows[0]["generate_seconds"]
         if eval_loss is None or self.heldout:  # with the held-out eval on, its alarm is the run's
             return None
         kw = {"n_resamples": self.quality.bootstrap_resamples}
@@ -131,7 +135,7 @@ class ProbeRecorder:
         long, wide = self.answer_table.add(at), side_by_side(self.rows)
         scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
         now = next((e for e in self.evals if e["step"] == step), {})
-        if "generate_seconds" in now:  # answering the five probes (not scoring them); absent for a resumed eval
+        if "generate_seconds" in now:  # answering the five probes (not scoring them)
             scalars["probes/generate_seconds"] = now["generate_seconds"]
         scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
         if any(e["step"] < step for e in self.evals):
@@ -205,7 +209,7 @@ class ProbeRecorder:
         return result
 
     def generate_seconds(self, step: int) -> dict:
-        """Seconds spent answering at `step`: the probes and the held-out set (empty for evals replayed on resume)."""
+        """Seconds spent answering at `step`: the probes and the held-out set."""
         out = {}
         for name, evals in (("probes", self.evals), ("heldout", self.heldout.evals if self.heldout else [])):
             now = next((e for e in evals if e["step"] == step), {})

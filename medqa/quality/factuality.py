@@ -242,7 +242,12 @@ NOT_A_DENIAL = tuple(
         # "Bleeds you'd never notice", "without noticing": the thing is silent.
         (r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|feel|realis|realiz)\w*", " "),
         # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
-        (r"(\w+\W+(?:\w+\W+)?)\b(?:rather than|instead of)\b[^,;.]*", r"\1"),
+        (r"((?:\w+\W+){0,2})\b(?:rather than|instead of)\b[^,;.]*", r"\1"),
+        # "Not always sudden", "not specific": a qualification, not a denial.
+        (r"\b(?:does not|doesn't|do not|don't|is not|isn't|are not|aren't|not) always\b", " "),
+        (r"\bnot (?:very )?specific\b", " "),
+        # "Should not be put down to diet until ...": a warning against a wrong attribution, not a denial of the cause.
+        (r"\b(?:should not|must not) be (?:put down|attributed) to\b[^,;.]*?\b(?:until|unless)\b", " "),
         # A negation inside a relative clause names a group ("women who no longer have periods").
         (r"\b(?:who|that|which)\s+(?:no longer|don't|do not|cannot|can't|never|are not|aren't)\b[^,;.]*", " "),
     )
