@@ -259,12 +259,13 @@ def test_blind_sets_written_without_the_scorer_keep_their_agreement():
     from scorer_agreement import agreement
 
     # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26)
-    floors = {n: 0.95 for n in range(1, 43)}
+    floors = {n: 0.95 for n in range(1, 47)}
     floors.update({n: 0.93 for n in (*range(1, 8), 21, 22)})
     floors[30] = 0.92  # numbers-heavy: 0.944 after tuning (0.869 fresh)
     floors[41] = 0.93  # narrow answers (one sub-point each): good ones score low by recall by design (0.904 fresh)
+    floors[46] = 0.94  # practical next steps: 0.907 fresh, 0.947 after its bad answers' rules
     paths = [ROOT / "tests" / "assets" / "blind" / f"blind{n}.jsonl" for n in floors]
-    with ProcessPoolExecutor(max_workers=2) as pool:  # 3,060 answers: the scorer is pure Python, one set a core
+    with ProcessPoolExecutor(max_workers=2) as pool:  # 3,460 answers: the scorer is pure Python, one set a core
         results = list(pool.map(agreement, paths))
     for (n, floor), r in zip(floors.items(), results, strict=True):
         assert r["auc"] >= floor, (n, r)

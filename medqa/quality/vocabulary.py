@@ -119,7 +119,8 @@ NAMING_BEFORE = re.compile(
     r"take|takes|taking|try|tried|dose of|course of|treated with|treat with|started on|start on)\W{1,3}$"
 )
 NAMING_AFTER = re.compile(
-    r"(?i)^\W{0,3}(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
+    r"(?i)^\W{0,3}(?:an? (?:once-|twice-)?(?:daily )?)?"  # ", a once-daily tablet"
+    r"(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
     r"tablets?|capsules?|injections?|infusions?|pills?|sprays?|inhalers?|patch(?:es)?|drops|creams?|gels?|lozenges?|"
     r"strips?|kits?|syndrome|protocol|criteria)\b"
 )
@@ -129,10 +130,11 @@ EPONYM_RE = re.compile(
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
-    r"patch|plaques?|nodules?|lesions?|stain|staining)\b"
+    r"patch|plaques?|nodules?|lesions?|stain|staining|bodies|inclusions?|dots|clefts|rods|granules)\b"
 )
 KNOWN_EPONYMS = frozenset(
-    """addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
+    """heinz howell jolly schuffner schüffner maurer dohle döhle cabot pappenheimer ziemann james romanowsky
+    addison adie allen apgar argyll austin babinski baker barrett battle beck bell bence berger blumberg
     bouchard brudzinski brugada buerger burkitt charcot chvostek conn courvoisier crohn cullen cushing
     dressler dupuytren duke ewart fallot finkelstein framingham frank friedreich gilbert glasgow gleason
     gottron graham graves grey turner guillain hamman hashimoto heberden hodgkin homans horner huntington
