@@ -8,7 +8,9 @@
 # 2. QLoRA with and without the candidate (c must stay <= 1.3x slower than b), then b and the candidate once more.
 # Call 1 ran the candidate as train.compile_norm_rope=false train.compile_layers=true (Module.compile on each layer):
 # its job failed in the probes' compiled decode (RESULTS.md s13). Call 2, after the fix (medqa.model.compiled_layers;
-# compile_layers now replaces compile_norm_rope by itself): JOBS=cand ROWS=b,b_clayers,b_clayers,b,c_clayers.
+# compile_layers now replaces compile_norm_rope by itself): JOBS=cand ROWS=b,b_clayers,c_clayers TRAIN_S=300 (failed the
+# same way); call 3 JOBS=cand ROWS=none (layers as built while generating: failed the same way). Since then
+# compile_norm_rope stays on beside compiled layers. Next: JOBS="b cand" ROWS=b,b_clayers,b_clayers,b TRAIN_S=330.
 set -uo pipefail
 source "$(dirname "$0")/call_env.sh" med
 job() {  # job NAME OVERRIDES...: the main job, its summary line
