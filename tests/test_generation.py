@@ -183,7 +183,7 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
         calls.append(layer)
         return compiled_layers._layer_step(layer, *args, **kwargs)
 
-    monkeypatch.setattr(compiled_layers, "_compiled_step", spy)
+    monkeypatch.setattr(compiled_layers, "compiled_step", lambda: spy)
     seen = []
     settings = settings_from_cfg(compose_small(["decoding.max_new_tokens=8"]))
     model = AutoModelForCausalLM.from_pretrained(base_dir)

@@ -13,6 +13,7 @@ on) decodes. So compile_norm_rope stays on beside compiled layers (its kernels s
 
 from __future__ import annotations
 
+import functools
 import types
 from contextlib import contextmanager
 
@@ -26,16 +27,11 @@ def _layer_step(layer, *args, **kwargs):
     return type(layer).forward(layer, *args, **kwargs)
 
 
-_compiled_step = None
-
-
+@functools.cache
 def compiled_step():
     """One compiled `_layer_step` for every layer (the layers share graphs; dynamic shapes: padding-free packs
     change length from step to step)."""
-    global _compiled_step
-    if _compiled_step is None:
-        _compiled_step = torch.compile(_layer_step, dynamic=True)
-    return _compiled_step
+    return torch.compile(_layer_step, dynamic=True)
 
 
 def _training_forward(self, *args, **kwargs):
@@ -59,8 +55,12 @@ def layers_as_built(model):
             layer.forward = types.MethodType(_training_forward, layer)
 
 
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def decoder_layers(model) -> list[torch.nn.Module]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base(model)
     kinds = set(getattr(base, "_no_split_modules", None) or [])
     return [m for m in base.modules() if type(m).__name__ in kinds]
 
@@ -81,7 +81,7 @@ def compile_decoder_layers(model) -> int:
     sizes (torch 2.11 on an H100: "unsupported operand type(s) for &: 'floor' and 'Add'"). The model switches to
     the same flex attention and mask functions under another name, with dynamo disabled around the attention
     call, so each layer compiles into the graphs before and after it and flex runs as in eager mode."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base(model)
     layers = decoder_layers(model)
     if not layers:
         raise ValueError(f"train.compile_layers: {type(base).__name__} has no decoder layer class")

@@ -134,7 +134,7 @@ class ProbeRecorder:
         at = [r for r in self.rows if r["step"] == step]
         long, wide = self.answer_table.add(at), side_by_side(self.rows)
         scalars = {f"probes/{k}": v for k, v in aggregate(at).items()}
-        now = next((e for e in self.evals if e["step"] == step), {})
+        now = self.at(step) or {}
         if "generate_seconds" in now:  # answering the five probes (not scoring them)
             scalars["probes/generate_seconds"] = now["generate_seconds"]
         scalars |= {f"probe_quality/{r['probe_id']}": r["quality"] for r in at}
@@ -157,13 +157,17 @@ class ProbeRecorder:
         print(f"[medqa] DIVERGENCE {text}", flush=True)
         warn(self.run, title="medqa: loss improved, answers got worse", text=text)
 
+    def at(self, step: int) -> dict | None:
+        """The probes' eval at `step` (aggregates, scores, loss), or None."""
+        return next((e for e in self.evals if e["step"] == step), None)
+
     def quality_at(self, step: int) -> float | None:
-        return next((e["quality"] for e in self.evals if e["step"] == step), None)
+        return (self.at(step) or {}).get("quality")
 
     def selection(self, rule: str, step: int) -> float:
         """The checkpoint-selection score of the eval at `step` (see medqa.quality.metrics.selection_score): on
         the held-out set's mean quality when it is on (86 questions, not 5), else the probes'."""
-        now = next(e for e in self.evals if e["step"] == step)
+        now = self.at(step)
         first_loss = next((e["eval_loss"] for e in self.evals if e["eval_loss"]), None) or 1.0
         heldout = self.heldout.at(step) if self.heldout else None
         quality = heldout["quality"] if heldout else now["quality"]
@@ -211,14 +215,13 @@ class ProbeRecorder:
     def generate_seconds(self, step: int) -> dict:
         """Seconds spent answering at `step`: the probes and the held-out set."""
         out = {}
-        for name, evals in (("probes", self.evals), ("heldout", self.heldout.evals if self.heldout else [])):
-            now = next((e for e in evals if e["step"] == step), {})
-            if "generate_seconds" in now:
+        for name, now in (("probes", self.at(step)), ("heldout", self.heldout.at(step) if self.heldout else None)):
+            if now and "generate_seconds" in now:
                 out[name] = now["generate_seconds"]
         return out
 
     def eos_rate(self, step: int) -> float | None:
-        return next((e["eos_rate"] for e in self.evals if e["step"] == step), None)
+        return (self.at(step) or {}).get("eos_rate")
 
 
 class ProbeCallback(TrainerCallback):

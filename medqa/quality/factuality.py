@@ -415,7 +415,7 @@ class Pool:
     def __init__(self, facts):
         self.facts = tuple(facts)
         self.ids = frozenset(id(f) for f in self.facts)
-        table = {id(f) for f in knowledge_facts()}
+        table = _table_order()  # the knowledge table's ids, built once (a Pool is made per answer)
         self.outside = tuple(f for f in self.facts if id(f) not in table)  # reference facts not in the table
 
 

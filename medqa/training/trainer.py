@@ -117,9 +117,9 @@ def build_trainer(
     return trainer
 
 
-def install_levers(model, train: TrainSettings) -> dict[str, bool]:
+def install_levers(model, train: TrainSettings) -> None:
     """Route the trainer's model through the speed levers `train` asks for (each the same function; measured in
-    benchmarks/RESULTS.md); returns which were installed. A model whose layers cannot be compiled whole (a 4-bit
+    benchmarks/RESULTS.md). A model whose layers cannot be compiled whole (a 4-bit
     base) keeps them eager, with a warning. compile_norm_rope stays installed beside compiled layers: inside their
     graphs its functions step aside (the layer's compile fuses the same arithmetic), and outside them (generation's
     compiled decode step) the model is the one that decodes on a GPU without compiled layers (benchmarks/RESULTS.md
@@ -135,7 +135,5 @@ def install_levers(model, train: TrainSettings) -> dict[str, bool]:
     blocker = compile_blocker(model) if train.compile_layers else None
     if blocker:
         warnings.warn(f"train.compile_layers: the layers stay eager: {blocker}", stacklevel=2)
-    layers = train.compile_layers and blocker is None
-    if layers:
+    if train.compile_layers and blocker is None:
         compile_decoder_layers(model)
-    return {"compile_norm_rope": train.compile_norm_rope, "compile_layers": layers}
