@@ -43,6 +43,11 @@ VARIANTS = {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": False,
         "compile_layers": True,
     },
+    # s14 candidate: as train=gpu would run it (compile_norm_rope's kernels step aside inside the layers' graphs)
+    "+ static_packs + compile_norm_rope + compile_layers": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
+        "compile_layers": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },

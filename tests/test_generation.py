@@ -207,3 +207,27 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
     assert calls == [], "no grad: the layer's own forward"
     model.train()(ids).logits.sum().backward()
     assert len(calls) == layers and len(set(map(id, calls))) == layers
+
+
+def test_compiled_decode_traces_one_graph_beside_layers_compiled_for_training(compose_small, base_dir, tokenizer):
+    """With train.compile_layers on a flex-attention model, flex is kept out of the training layers' graphs;
+    generation's compiled decode step (static cache) must still trace the whole model as one graph, as without
+    compiled layers. s13 on an H200: a flex call disabled for dynamo everywhere broke that graph at every layer and
+    the decode failed ("accessing tensor output of CUDAGraphs that has been overwritten"). Here: fullgraph on CPU,
+    dynamo's eager backend."""
+    from transformers import AutoModelForCausalLM
+    from transformers.generation.configuration_utils import CompileConfig
+
+    from medqa.model import compiled_layers
+
+    settings = settings_from_cfg(compose_small(["decoding.max_new_tokens=3", "decoding.cache_implementation=static"]))
+    model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation="flex_attention").eval()
+    config = generation_config(settings.decoding, tokenizer)
+    plain = generate_answers(model, tokenizer, CHATS, config)
+    compiled_layers.compile_decoder_layers(model)
+    assert model.config._attn_implementation == compiled_layers.FLEX_OUTSIDE_GRAPH
+    config.compile_config = CompileConfig(fullgraph=True, backend="eager", mode=None, dynamic=False)
+    config.compile_config._compile_all_devices = True  # transformers compiles the decode step on accelerators only
+    torch._dynamo.reset()
+    answers = generate_answers(model, tokenizer, CHATS, config)  # a graph break raises under fullgraph
+    assert [a.text for a in answers] == [a.text for a in plain]

@@ -7,9 +7,10 @@ graphs (generation also sees the layers as built: `layers_as_built`). Not `Modul
 `Module._call_impl`, the code object every module's call goes through, and left each module's call to dynamo's cache.
 
 On an H200 (s13, torch 2.11) the main job's probes failed in generation's compiled decode step (static cache, CUDA
-graphs: "accessing tensor output of CUDAGraphs that has been overwritten") whenever compile_norm_rope was off, with
-`Module.compile`, with this function, and with the layers as built during generation; `train=gpu` (compile_norm_rope
-on) decodes. So compile_norm_rope stays on beside compiled layers (its kernels step aside inside their graphs)."""
+graphs: "accessing tensor output of CUDAGraphs that has been overwritten") with every form of compiled layers: the
+flex attention kept outside the training graphs (below) was disabled for dynamo everywhere, so the decode step's
+graph broke at every layer. Only a training layer's graph leaves flex out now (a CPU test traces the decode step
+whole, fullgraph)."""
 
 from __future__ import annotations
 
@@ -98,5 +99,16 @@ def _register_flex_outside_graph() -> None:
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     flex = AttentionInterface._global_mapping["flex_attention"]
-    AttentionInterface.register(FLEX_OUTSIDE_GRAPH, torch.compiler.disable(flex))
+    outside = torch.compiler.disable(flex)
+
+    def flex_outside_training_graph(module, *args, **kwargs):
+        # Only a training layer's graph leaves flex out: generation's compiled decode step (static cache, CUDA
+        # graphs) traces flex inside its one graph as it does without compiled layers. A disabled call there broke
+        # that graph at every layer, and the next frame read the rotary cos/sin from a CUDA graph output already
+        # overwritten (s13, H200: "accessing tensor output of CUDAGraphs that has been overwritten").
+        if module.training and torch.is_grad_enabled():
+            return outside(module, *args, **kwargs)
+        return flex(module, *args, **kwargs)
+
+    AttentionInterface.register(FLEX_OUTSIDE_GRAPH, flex_outside_training_graph)
     AttentionMaskInterface.register(FLEX_OUTSIDE_GRAPH, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["flex_attention"])

@@ -119,11 +119,9 @@ def build_trainer(
 
 def install_levers(model, train: TrainSettings) -> None:
     """Route the trainer's model through the speed levers `train` asks for (each the same function; measured in
-    benchmarks/RESULTS.md). A model whose layers cannot be compiled whole (a 4-bit
-    base) keeps them eager, with a warning. compile_norm_rope stays installed beside compiled layers: inside their
-    graphs its functions step aside (the layer's compile fuses the same arithmetic), and outside them (generation's
-    compiled decode step) the model is the one that decodes on a GPU without compiled layers (benchmarks/RESULTS.md
-    s13: with compile_norm_rope off, the probes' decode failed on an H200, compiled layers or not)."""
+    benchmarks/RESULTS.md). A model whose layers cannot be compiled whole (a 4-bit base) keeps them eager, with a
+    warning. compile_norm_rope and compiled layers go together: inside the layers' graphs its functions step aside
+    (the layer's compile fuses the same arithmetic)."""
     if train.fused_lora:
         fuse_lora_layers(model)
     if train.fused_blocks:  # after the Trainer moved the model: joint projections pack the weights where they stay
