@@ -25,7 +25,8 @@ if [[ $stages == *,block,* ]]; then  # backbone forward + backward, seed's dropo
 fi
 if [[ $stages == *,learn,* ]]; then
   med timeout "${LEARN_S:-90}" python3 benchmarks/levers_learn.py --shape toy \
-    --variants "fused_blocks + static_packs (flex) + compile_norm_rope,+ static_packs + compile_norm_rope" > "$out/learn.log" 2>&1
+    --variants "${LEARN_VARIANTS:-fused_blocks + static_packs (flex) + compile_norm_rope,+ static_packs + compile_norm_rope}" \
+    > "$out/learn.log" 2>&1
   echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -5
 fi
 if [[ $stages == *,train,* ]]; then  # whole steps through medqa's trainer, rows alternating with b

@@ -190,7 +190,7 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
     config = generation_config(settings.decoding, tokenizer)
     eager = generate_answers(model, tokenizer, CHATS, config)
     assert compiled_layers.compile_blocker(model) is None
-    layers = compiled_layers.compile_decoder_layers(model)
+    layers = compiled_layers.compile_decoder_layers(model, cpu=True)
     assert layers == model.config.num_hidden_layers
     assert not any(getattr(m, "_compiled_call_impl", None) for m in model.modules()), "not Module.compile"
     decoder = compiled_layers.decoder_layers(model)

@@ -42,18 +42,31 @@ def _training_forward(self, *args, **kwargs):
     return type(self).forward(self, *args, **kwargs)
 
 
+def _cuda_training_forward(self, hidden_states, *args, **kwargs):
+    """`_training_forward` on CUDA; elsewhere the layer's own forward."""
+    if not hidden_states.is_cuda:
+        return type(self).forward(self, hidden_states, *args, **kwargs)
+    return _training_forward(self, hidden_states, *args, **kwargs)
+
+
+TRAINING_FORWARDS = (_training_forward, _cuda_training_forward)
+
+
 @contextmanager
 def layers_as_built(model):
     """The decoder layers with their class's forward for the duration (generation), then the training switch back:
     generation's compiled decode step traces the model it traces without compiled layers."""
-    layers = [m for m in model.modules() if getattr(m.__dict__.get("forward"), "__func__", None) is _training_forward]
-    for layer in layers:
-        del layer.forward
+    switches = {}
+    for layer in model.modules():
+        forward = getattr(layer.__dict__.get("forward"), "__func__", None)
+        if forward in TRAINING_FORWARDS:
+            switches[layer] = forward
+            del layer.forward
     try:
         yield model
     finally:
-        for layer in layers:
-            layer.forward = types.MethodType(_training_forward, layer)
+        for layer, forward in switches.items():
+            layer.forward = types.MethodType(forward, layer)
 
 
 def _base(model):
@@ -74,9 +87,10 @@ def compile_blocker(model) -> str | None:
     return None
 
 
-def compile_decoder_layers(model) -> int:
+def compile_decoder_layers(model, cpu: bool = False) -> int:
     """Train every decoder layer of `model` through the compiled `_layer_step`; returns how many. Parameter names
-    and checkpoints are unchanged.
+    and checkpoints are unchanged. On CPU the layers stay eager unless `cpu` (as compile_norm_rope: inductor's CPU
+    kernels take long to build, buy nothing at the tiny size, and crashed torch 2.13 under a forced CPU capability).
 
     Flex attention stays outside the layers' graphs: inductor cannot lower its backward with symbolic block-mask
     sizes (torch 2.11 on an H100: "unsupported operand type(s) for &: 'floor' and 'Add'"). The model switches to
@@ -89,8 +103,9 @@ def compile_decoder_layers(model) -> int:
     if base.config._attn_implementation == "flex_attention":
         _register_flex_outside_graph()
         base.config._attn_implementation = FLEX_OUTSIDE_GRAPH
+    forward = _training_forward if cpu else _cuda_training_forward
     for layer in layers:
-        layer.forward = types.MethodType(_training_forward, layer)
+        layer.forward = types.MethodType(forward, layer)
     return len(layers)
 
 
@@ -110,5 +125,6 @@ def _register_flex_outside_graph() -> None:
             return outside(module, *args, **kwargs)
         return flex(module, *args, **kwargs)
 
+    flex_outside_training_graph.outside = outside
     AttentionInterface.register(FLEX_OUTSIDE_GRAPH, flex_outside_training_graph)
     AttentionMaskInterface.register(FLEX_OUTSIDE_GRAPH, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["flex_attention"])
