@@ -25,6 +25,10 @@ import common  # noqa: E402
 SEED = ["train=seed_t4", "train.precision=bf16", "train.optim=adamw_torch"]  # T4 had fp16 only; H100 runs bf16
 GPU = ["train=gpu"]
 TRL_STEP = ["train.static_packs=0"]  # TRL's own training step, not medqa's static packs
+# What TRL + PEFT give a user: every medqa lever that train=gpu turns on, off. b_peft inherited compile_norm_rope
+# (s9-s13) and, in s14 call 3, compile_layers (21,212 tok/s instead of ~15,000), because only some were listed here.
+PEER = ["train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false",
+        "train.compile_norm_rope=false", "train.compile_layers=false", *TRL_STEP]  # fmt: skip
 ROWS = {
     # (a) the seed: batch 4 x accum 4, right padding to the longest, gradient checkpointing, no packing.
     "a": SEED,
@@ -55,9 +59,10 @@ ROWS = {
     "b_clayers_nocnr": [*GPU, "train.compile_norm_rope=false", "train.compile_layers=true"],
     # PEFT's own LoRA forward with flex attention and TRL's own step: what TRL + PEFT with padding-free packing gives
     # a user. static_packs=0: train=gpu adopted medqa's static step (s7), which b_peft inherited until s8
-    "b_peft": [*GPU, "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],
+    "b_peft": [*GPU, *PEER],
     # issue 19's levers, each taken out of b (train=gpu) again
-    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false", *TRL_STEP],  # b as issue 7 left it
+    "b_prev": [*GPU, "train.fused_blocks=false", "train.flash_varlen=false", "train.compile_norm_rope=false",
+               "train.compile_layers=false", *TRL_STEP],  # b as issue 7 left it
     "b_noflash": [*GPU, "train.flash_varlen=false"],
     "b_noblocks": [*GPU, "train.fused_blocks=false"],
     "b_joint": [*GPU, "train.joint_projections=true"],  # q/k/v and gate/up as one GEMM each way (unmeasured)
@@ -76,8 +81,7 @@ ROWS = {
     "b_flash_cnr": [*GPU, "train.flash_varlen=true", "train.compile_norm_rope=true"],
     "b_256": [*GPU, "train.static_packs=256"],
     "b_flash_cnr_256": [*GPU, "train.flash_varlen=true", "train.compile_norm_rope=true", "train.static_packs=256"],
-    "c_peft": [*GPU, "quant=nf4", "train.fused_lora=false", "train.fused_blocks=false", "train.flash_varlen=false",
-               *TRL_STEP],
+    "c_peft": [*GPU, "quant=nf4", *PEER],
     "c_clayers": [*GPU, "quant=nf4", "train.compile_layers=true"],
     "c_clayers_nocnr": [*GPU, "quant=nf4", "train.compile_norm_rope=false", "train.compile_layers=true"],
     "b_clayers_nodrop": [*GPU, "train.compile_layers=true", "lora.dropout=0.0"],

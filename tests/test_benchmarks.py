@@ -78,8 +78,9 @@ def test_useful_mfu_divides_by_every_gpus_peak():
 
 
 def test_peer_rows_train_with_trls_own_step():
-    """b_peft (TRL + PEFT) and the other peer rows must not inherit medqa's static-pack step from train=gpu, while
-    b keeps it: b_peft measured medqa's step instead of TRL's for as long as they did (s8 call, RESULTS.md)."""
+    """b_peft (TRL + PEFT) and the other peer rows must not inherit medqa's levers from train=gpu (its static-pack
+    step, compiled norms, compiled layers), while b keeps them: b_peft measured medqa's step instead of TRL's for as
+    long as they did (s8 call), and compiled layers in s14 call 3 (RESULTS.md)."""
     sys.path.insert(0, str(BENCH))
     import train_throughput
 
@@ -91,5 +92,8 @@ def test_peer_rows_train_with_trls_own_step():
 
     for row in ("b_peft", "b_prev", "c_peft"):
         assert train_of(row).static_packs == 0, row
-    assert not train_of("b_peft").fused_lora and not train_of("b_peft").fused_blocks
-    assert train_of("b").static_packs > 0
+    levers = ("fused_lora", "fused_blocks", "flash_varlen", "compile_norm_rope", "compile_layers")
+    for row in ("b_peft", "c_peft"):
+        assert not any(getattr(train_of(row), lever) for lever in levers), row
+    b = train_of("b")
+    assert b.static_packs > 0 and all(getattr(b, lever) for lever in levers)
