@@ -128,6 +128,31 @@ def test_wrong_first_line_drug_is_a_forbidden_claim_but_a_caveat_is_not():
 # --- quality -------------------------------------------------------------------------------------------
 
 
+def test_a_right_answer_to_a_narrower_point_is_acceptable_not_complete():
+    """Supported items that miss every expected fact (infants' causes of anaemia; "often no symptoms, so screen")
+    earn R@K up to OFF_REFERENCE_CAP: above the 0.7 line of an acceptable answer, below a complete one. Nothing
+    checkable, or a wrong claim beside it, still scores near zero."""
+    from medqa.quality.metrics import OFF_REFERENCE_CAP
+
+    infants = (
+        "In infants and toddlers, common causes are rapid growth combined with low dietary iron, for example drinking "
+        "large amounts of cow's milk, which is low in iron, or a delay in introducing iron-rich solid foods."
+    )
+    screen = (
+        "Many people with early type 2 diabetes have no symptoms at all, which is why screening with an HbA1c or "
+        "fasting glucose test is recommended for adults from age 35."
+    )
+    for answer, probe in ((infants, "iron_anemia_causes"), (screen, "diabetes_early")):
+        m = score(answer, probe)
+        assert m["fact_recall"] == 0 and m["n_supported"] >= m["k"] and m["precision"] == 1.0, m
+        assert 0.7 <= m["quality"] == OFF_REFERENCE_CAP < 0.9
+    complete = score("Heavy periods, bleeding from the gut, a diet low in iron and coeliac disease.", "iron_anemia_causes")
+    assert complete["quality"] > OFF_REFERENCE_CAP
+    vague = score("It depends on many things, and a doctor can tell you more after looking at you.", "iron_anemia_causes")
+    wrong = score("In infants, the usual cause is drinking too much water, which dilutes the blood.", "iron_anemia_causes")
+    assert vague["quality"] < 0.1 and wrong["quality"] < 0.1
+
+
 def test_no_eos_and_empty():
     m = score("Iron deficiency comes from blood loss, heavy periods, a poor diet or pregnancy.", "iron_anemia_causes")
     cut = score(

@@ -253,6 +253,7 @@ def score_answer(
 
 
 MIN_RECALL_FOR_RK = 0.2  # below it, supported items do not make an answer complete (see quality_score)
+OFF_REFERENCE_CAP = 0.75  # ... but count up to this much: right content that misses what the reference expects
 
 
 def quality_score(m: dict, s: QualitySettings) -> float:
@@ -264,7 +265,8 @@ def quality_score(m: dict, s: QualitySettings) -> float:
                 lists      = 0 on a runaway list, else 1
                 template   = 0 when chat-template text leaks, else 1
                 filler     = 0 with platform filler, else 1
-    content = min(1, max(recall / min_fact_recall, S / K))   (1 when there is no reference; S / K: R@K)
+    content = min(1, max(recall / min_fact_recall, S / K))   (1 when there is no reference; S / K: R@K, at most
+                                                              OFF_REFERENCE_CAP while recall < MIN_RECALL_FOR_RK)
               x precision ** precision_power         (precision = S / (S + U) of the labelled claims,
                                                       medqa.quality.factuality; 1 when no claim is checkable)
               x (1 - forbidden_penalty if a forbidden or known wrong claim is made)
@@ -287,10 +289,14 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     form = sum(s.weights[k] * v for k, v in used.items()) / total if total else 1.0
     # Complete enough: half the expected facts, or K supported items (VeriScore's R@K), whichever is higher.
     r_k = min(1.0, m.get("n_supported", 0) / m["k"]) if m.get("k") else 0.0
-    # R@K stands in for recall only once the answer meets some expected fact: K loosely matched items that miss
-    # every expected group ("craving for sweets, a glucose above 200") are not a complete answer.
+    # R@K stands in for recall fully only once the answer meets some expected fact: K loosely matched items that
+    # miss every expected group ("craving for sweets, a glucose above 200") are not a complete answer. They are
+    # not nothing either: a right answer to a narrower point (infants' causes of anaemia; "often no symptoms, so
+    # screen from 35") scored 0, below every wrong answer with one right fact. Capped below 0.9 it stays
+    # "acceptable, not complete": on the 46 labelled sets, mean AUC 0.986 -> 0.991 and 11 fewer good answers below
+    # 0.7, no bad answer more at 0.9 or above (README "How far to trust it"; 0.5-0.89 give the same AUC).
     if m["fact_recall"] is not None and m["fact_recall"] < MIN_RECALL_FOR_RK:
-        r_k = 0.0
+        r_k = min(r_k, OFF_REFERENCE_CAP)
     content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
     content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
     content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
