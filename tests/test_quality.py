@@ -146,10 +146,11 @@ def test_a_right_answer_to_a_narrower_point_is_acceptable_not_complete():
         m = score(answer, probe)
         assert m["fact_recall"] == 0 and m["n_supported"] >= m["k"] and m["precision"] == 1.0, m
         assert 0.7 <= m["quality"] == OFF_REFERENCE_CAP < 0.9
-    complete = score("Heavy periods, bleeding from the gut, a diet low in iron and coeliac disease.", "iron_anemia_causes")
+    probe = "iron_anemia_causes"
+    complete = score("Heavy periods, bleeding from the gut, a diet low in iron and coeliac disease.", probe)
     assert complete["quality"] > OFF_REFERENCE_CAP
-    vague = score("It depends on many things, and a doctor can tell you more after looking at you.", "iron_anemia_causes")
-    wrong = score("In infants, the usual cause is drinking too much water, which dilutes the blood.", "iron_anemia_causes")
+    vague = score("It depends on many things, and a doctor can tell you more after looking at you.", probe)
+    wrong = score("In infants, the usual cause is drinking too much water, which dilutes the blood.", probe)
     assert vague["quality"] < 0.1 and wrong["quality"] < 0.1
 
 
