@@ -230,6 +230,13 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " "),
         # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing.
         (r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b", " "),
+        (r"\b(?:don't|do not|never|not|avoid)\s+(?:take|taking|use|using|give|giving|prescribe|combin\w*|mix\w*)\b"
+         r"[^,;.]*\btogether\b", " "),
+        # "Don't write it off as indigestion", "don't dismiss it as": a warning against a wrong attribution.
+        (r"\b(?:don't|do not|never|not)\s+(?:write|brush|laugh)\s+(?:it|this|them|these|that)\s+off\b[^,;.]*", " "),
+        (r"\b(?:don't|do not|never|not)\s+(?:dismiss|mistake|assume)\b[^,;.]*", " "),
+        # "Weight loss you can't explain": unexplained, not denied.
+        (r"\b(?:you|we|doctors?|they)\s+(?:can't|cannot|couldn't|could not)\s+(?:explain|account for)\b", " "),
         (r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*", " "),
         # "No obvious source of blood loss", "no contraindication to an ACE inhibitor": a patient's case.
         (r"\bno (?:obvious |apparent |clear )?(?:source of|contraindications? to)\b[^,;.]*", " "),
@@ -659,7 +666,16 @@ def _protect(line: str) -> str:
         if not re.search(r"\b(and|or)\b|,", pattern.pattern):
             continue
         line = pattern.sub(lambda m: m.group().replace(" ", JOIN), line)
+    line = TAKEN_TOGETHER.sub(lambda m: m.group().replace(" ", JOIN), line)
     return re.sub(r"with or without", f"with{JOIN}or{JOIN}without", line, flags=re.IGNORECASE)
+
+
+# "Don't take an ACE inhibitor and an ARB together": one caution about a combination, kept whole (split at "and",
+# its first half read as a denial of ACE inhibitors).
+TAKEN_TOGETHER = re.compile(
+    r"(?i)\b(?:don't|do not|never|not|avoid)\s+(?:take|taking|use|using|give|giving|prescribe|combin\w*|mix\w*)\b"
+    r"[^,;.]{0,60}?\band\b[^,;.]{0,40}?\btogether\b"
+)
 
 
 @dataclass
