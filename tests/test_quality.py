@@ -151,6 +151,10 @@ def test_a_right_answer_to_a_narrower_point_is_acceptable_not_complete():
     assert complete["quality"] > OFF_REFERENCE_CAP
     vague = score("It depends on many things, and a doctor can tell you more after looking at you.", probe)
     wrong = score("In infants, the usual cause is drinking too much water, which dilutes the blood.", probe)
+    # a small model's word salad: fragments loosely match facts, repeated; no credit for that
+    salad = "Symptoms: pain, pain, pain, pain, pain, and tiredness. It is usually linked to stress and tiredness."
+    salad = score(salad, "heart_attack_signs")
+    assert salad["fact_recall"] < 0.2 and salad["n_supported"] >= salad["k"] and salad["quality"] < 0.1, salad
     assert vague["quality"] < 0.1 and wrong["quality"] < 0.1
 
 

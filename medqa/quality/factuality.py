@@ -230,8 +230,11 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " "),
         # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing.
         (r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b", " "),
-        (r"\b(?:don't|do not|never|not|avoid)\s+(?:take|taking|use|using|give|giving|prescribe|combin\w*|mix\w*)\b"
-         r"[^,;.]*\btogether\b", " "),
+        (
+            r"\b(?:don't|do not|never|not|avoid)\s+(?:take|taking|use|using|give|giving|prescribe|combin\w*|mix\w*)\b"
+            r"[^,;.]*\btogether\b",
+            " ",
+        ),
         # "Don't write it off as indigestion", "don't dismiss it as": a warning against a wrong attribution.
         (r"\b(?:don't|do not|never|not)\s+(?:write|brush|laugh)\s+(?:it|this|them|these|that)\s+off\b[^,;.]*", " "),
         (r"\b(?:don't|do not|never|not)\s+(?:dismiss|mistake|assume)\b[^,;.]*", " "),

@@ -253,7 +253,8 @@ def score_answer(
 
 
 MIN_RECALL_FOR_RK = 0.2  # below it, supported items do not make an answer complete (see quality_score)
-OFF_REFERENCE_CAP = 0.75  # ... but count up to this much: right content that misses what the reference expects
+OFF_REFERENCE_CAP = 0.75  # ... but count up to this much: right content that misses what the reference expects,
+OFF_REFERENCE_SHARE = 0.25  # when distinct supported facts make at least this share of its items and no 4-gram repeats
 
 
 def quality_score(m: dict, s: QualitySettings) -> float:
@@ -293,10 +294,14 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     # miss every expected group ("craving for sweets, a glucose above 200") are not a complete answer. They are
     # not nothing either: a right answer to a narrower point (infants' causes of anaemia; "often no symptoms, so
     # screen from 35") scored 0, below every wrong answer with one right fact. Capped below 0.9 it stays
-    # "acceptable, not complete": on the 46 labelled sets, mean AUC 0.986 -> 0.991 and 11 fewer good answers below
-    # 0.7, no bad answer more at 0.9 or above (README "How far to trust it"; 0.5-0.89 give the same AUC).
+    # "acceptable, not complete", and only for an answer of checkable right content that does not repeat itself:
+    # the tiny model's word salad, whose fragments loosely match a fact here and there ("causing recurrent" x3,
+    # "pain, pain, pain"), keeps 0 (the main job's table is unchanged by this). On the 50 labelled sets, mean AUC
+    # 0.987 -> 0.991 and 13 fewer good answers below 0.7, no bad answer more at 0.9 or above; on the four sets
+    # written after it (47-50) 0.961 -> 0.971 (README "How far to trust it").
     if m["fact_recall"] is not None and m["fact_recall"] < MIN_RECALL_FOR_RK:
-        r_k = min(r_k, OFF_REFERENCE_CAP)
+        fluent = m["rep_4"] == 0 and _right_content_share(m) >= OFF_REFERENCE_SHARE
+        r_k = min(r_k, OFF_REFERENCE_CAP) if fluent else 0.0
     content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
     content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
     content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
@@ -304,6 +309,13 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     content *= (1 - s.invented_penalty) if m["invented_terms"] else 1.0
     content *= min(1.0, m["n_words"] / s.min_words)
     return round(form * content, 4)
+
+
+def _right_content_share(m: dict) -> float:
+    """Distinct reference facts the supported items match, as a share of all the answer's items."""
+    claims = m.get("claims") or []
+    facts = {c["why"] for c in claims if c["label"] == "supported"}  # `why` names the matched fact
+    return len(facts) / len(claims) if claims else 0.0
 
 
 # --- run level ---------------------------------------------------------------------------------------------
