@@ -238,6 +238,14 @@ NOT_A_DENIAL = tuple(
         # "Don't write it off as indigestion", "don't dismiss it as": a warning against a wrong attribution.
         (r"\b(?:don't|do not|never|not)\s+(?:write|brush|laugh)\s+(?:it|this|them|these|that)\s+off\b[^,;.]*", " "),
         (r"\b(?:don't|do not|never|not)\s+(?:dismiss|mistake|assume)\b[^,;.]*", " "),
+        # "Your gut can't soak it up": poor absorption, not a denial of the gut's role.
+        (
+            r"\b(?:can't|cannot|doesn't|does not|don't|do not)\s+(?:soak|absorb|take)\w*(?:\s+(?:it|iron|them))?"
+            r"(?:\s+up)?\b",
+            " ",
+        ),
+        # "A negative result does not replace microscopy": a caution about a test's place, not a denial.
+        (r"\b(?:does not|doesn't|do not|don't|cannot|can't|will not|won't)\s+replace\b", " "),
         # "Weight loss you can't explain": unexplained, not denied.
         (r"\b(?:you|we|doctors?|they)\s+(?:can't|cannot|couldn't|could not)\s+(?:explain|account for)\b", " "),
         (r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*", " "),
@@ -699,7 +707,8 @@ NEGATED_HEADER = re.compile(
 )
 
 
-LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)])?\s*Not (?=\S)")
+# (prose that merely starts with "Not getting enough sunlight is ..." is no such item)
+LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)])?\s*Not (?!(?:getting|having|eating|taking|drinking|enough)\b)(?=\S)")
 
 
 def negate_listed(text: str) -> str:

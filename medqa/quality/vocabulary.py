@@ -130,7 +130,7 @@ EPONYM_RE = re.compile(
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
-    r"patch|plaques?|nodules?|lesions?|stain|staining|bodies|inclusions?|dots|clefts|rods|granules)\b"
+    r"patch|plaques?|nodules?|lesions?|stain|staining|bodies|inclusions?|dots|clefts|rods|granules|assay)\b"
 )
 KNOWN_EPONYMS = frozenset(
     """heinz howell jolly schuffner schüffner maurer dohle döhle cabot pappenheimer ziemann james romanowsky
@@ -173,7 +173,8 @@ ACRONYM_BEFORE_TEST_RE = re.compile(
     r"(?i:test|assay|marker|scan|score|index|strip|panel)\b"
 )  # "the myocardin kinase-B (MKB) blood test"
 HYPHEN_INSTRUMENT_RE = re.compile(
-    r"\b([A-Z][A-Za-z]*-[A-Z][A-Za-z]*)\s+(?i:score|index|scale|test|strip|assay|tool|check|kit|scan|criteria)\b"
+    r"\b([A-Z][A-Za-z]*-[A-Z][A-Za-z]*)\s+(?:[A-Z]{2,6}\s+)?"  # "the Plasmo-Quik PCR dipstick"
+    r"(?i:score|index|scale|test|strip|dipstick|assay|tool|check|kit|scan|criteria|device|cassette)\b"
 )
 KNOWN_INSTRUMENTS = frozenset(
     """news news2 mews grace timi heart findrisc qrisk qrisk2 qrisk3 curb curb-65 crb-65 abcd2 nihss gcs fast befast
