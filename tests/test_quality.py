@@ -155,6 +155,14 @@ def test_a_right_answer_to_a_narrower_point_is_acceptable_not_complete():
     salad = "Symptoms: pain, pain, pain, pain, pain, and tiredness. It is usually linked to stress and tiredness."
     salad = score(salad, "heart_attack_signs")
     assert salad["fact_recall"] < 0.2 and salad["n_supported"] >= salad["k"] and salad["quality"] < 0.1, salad
+    # true facts of another aspect (who gets influenza, for "which therapies"): no credit either
+    from medqa.quality.heldout import heldout_questions, reference_for
+
+    flu = next(q for q in heldout_questions() if q.question == "Which therapies are used to manage influenza?")
+    aside = score_answer(
+        "It is commonly seen in older adults and people with chronic illness.", reference=reference_for(flu)
+    )
+    assert aside["n_supported"] >= 1 and aside["n_supported_asked"] == 0 and aside["quality"] < 0.1, aside
     assert vague["quality"] < 0.1 and wrong["quality"] < 0.1
 
 

@@ -889,6 +889,12 @@ def _best(
 
 def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
     """[{item, label, why}] for every item of `answer` (see the module docstring for the labels)."""
+    return [{k: c[k] for k in ("item", "label", "why")} for c in _labelled(answer, ref, known_words)]
+
+
+def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """label_items' claims, each with `fact`: the reference fact a supported item matched when it is one of the
+    asked aspects or of the probe's own reference (else None)."""
     items = split_items(answer)
     question = set(normalise(ref.question)) if ref else set()
     name_words: set[str] = set()
@@ -915,7 +921,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     wrong_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
-        label, why = "irrelevant", "no reference fact"
+        label, why, asked = "irrelevant", "no reference fact", None
         stems = set(normalise(it.text)) - name_words
         asks = is_question(it.sentence)
         wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
@@ -969,6 +975,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
                     why = f"mentions what '{f_own.text}' qualifies"
                 else:
                     label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
+                    asked = f_own if f_own.aspect in (*ref.aspects, "reference") else None
                     # A partial match does not vouch for what else the item names: a drug, test, organ or
                     # condition no reference fact has ("a course of oral fluconazole" is no "course of ACT").
                     med = medical_words(it.text, stems, own_stems | question | name_words) if ref.cross_check else []
@@ -998,7 +1005,8 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
         ):
             label, why = "irrelevant", "an example inside a caveat"  # "... for another reason, such as heart failure"
         listed = it.is_list and len(it.text.split()) <= 4
-        out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed})
+        fact = asked if label == "supported" else None
+        out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed, "fact": fact})
     # Another aspect's fact listed among supported items of the asked aspect is an aspect error; said on its
     # own (its own sentence), it is a true aside.
     supported_groups = {o["_group"] for o in out if o["label"] == "supported"}
@@ -1007,7 +1015,7 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
             wrongly_listed = o["_list"] and o["_group"] in supported_groups
             o["label"] = "unsupported" if wrongly_listed else "irrelevant"
             o["why"] = ("listed as the asked aspect but " if wrongly_listed else "true aside: ") + o["why"]
-    return [{"item": o["item"], "label": o["label"], "why": o["why"]} for o in out]
+    return out
 
 
 def _last_of(items: list[Item], it: Item) -> bool:
@@ -1017,7 +1025,9 @@ def _last_of(items: list[Item], it: Item) -> bool:
 
 def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> dict:
     """Claim labels and the numbers made from them: precision, recall, F1@K, harm points, wrong claims."""
-    claims = label_items(answer, ref, known_words)
+    labelled = _labelled(answer, ref, known_words)
+    asked = [c["fact"] for c in labelled if c["fact"] is not None]
+    claims = [{k: c[k] for k in ("item", "label", "why")} for c in labelled]
     supported = [c for c in claims if c["label"] == "supported"]
     n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
     # An item unsupported only because the closed-world reference lacks it may be a true fact the reference
@@ -1034,6 +1044,8 @@ def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] |
     return {
         "claims": claims,
         "n_supported": n_s,
+        "n_supported_asked": len(asked),  # of the asked aspects or the probe's own reference
+        "facts_supported_asked": len(set(asked)),
         "n_unsupported": n_u,
         "n_irrelevant": len(claims) - n_s - n_u,
         "precision": None if precision is None else round(precision, 4),

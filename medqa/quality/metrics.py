@@ -224,6 +224,8 @@ def score_answer(
         "f1_at_k": fact["f1_at_k"],
         "k": fact["k"],
         "n_supported": fact["n_supported"],
+        "n_supported_asked": fact["n_supported_asked"],
+        "facts_supported_asked": fact["facts_supported_asked"],
         "n_unsupported": fact["n_unsupported"],
         "n_irrelevant": fact["n_irrelevant"],
         "harm_points": fact["harm_points"],
@@ -254,7 +256,7 @@ def score_answer(
 
 MIN_RECALL_FOR_RK = 0.2  # below it, supported items do not make an answer complete (see quality_score)
 OFF_REFERENCE_CAP = 0.75  # ... but count up to this much: right content that misses what the reference expects,
-OFF_REFERENCE_SHARE = 0.25  # when distinct supported facts make at least this share of its items and no 4-gram repeats
+OFF_REFERENCE_SHARE = 0.25  # when items of the asked aspect make this share of its items and no 4-gram repeats
 
 
 def quality_score(m: dict, s: QualitySettings) -> float:
@@ -294,14 +296,14 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     # miss every expected group ("craving for sweets, a glucose above 200") are not a complete answer. They are
     # not nothing either: a right answer to a narrower point (infants' causes of anaemia; "often no symptoms, so
     # screen from 35") scored 0, below every wrong answer with one right fact. Capped below 0.9 it stays
-    # "acceptable, not complete", and only for an answer of checkable right content that does not repeat itself:
-    # the tiny model's word salad, whose fragments loosely match a fact here and there ("causing recurrent" x3,
-    # "pain, pain, pain"), keeps 0 (the main job's table is unchanged by this). On the 50 labelled sets, mean AUC
-    # 0.987 -> 0.991 and 13 fewer good answers below 0.7, no bad answer more at 0.9 or above; on the four sets
-    # written after it (47-50) 0.961 -> 0.971 (README "How far to trust it").
+    # "acceptable, not complete", and only for an answer whose items are largely of the asked aspect (or the
+    # probe's own reference) and which does not repeat itself: the tiny model's word salad, whose fragments loosely
+    # match a fact here and there ("causing recurrent" x3, "pain, pain, pain"), and true facts of another aspect
+    # (risk groups given for "which therapies ...") keep 0; the main job's table is unchanged by this. On the 54
+    # labelled sets, mean AUC 0.988 -> 0.992 and 13 fewer good answers below 0.7, no bad answer more at 0.9 or above;
+    # on the four sets written after its first form (47-50) 0.961 -> 0.971 (README "How far to trust it").
     if m["fact_recall"] is not None and m["fact_recall"] < MIN_RECALL_FOR_RK:
-        fluent = m["rep_4"] == 0 and _right_content_share(m) >= OFF_REFERENCE_SHARE
-        r_k = min(r_k, OFF_REFERENCE_CAP) if fluent else 0.0
+        r_k = min(OFF_REFERENCE_CAP, m.get("n_supported_asked", 0) / m["k"]) if _on_point(m) else 0.0
     content = 1.0 if m["fact_recall"] is None else min(1.0, max(m["fact_recall"] / s.min_fact_recall, r_k))
     content *= 1.0 if m.get("precision") is None else m["precision"] ** s.precision_power
     content *= max(0.0, 1 + m.get("harm_points", 0.0) / s.harm_scale)
@@ -311,11 +313,12 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     return round(form * content, 4)
 
 
-def _right_content_share(m: dict) -> float:
-    """Distinct reference facts the supported items match, as a share of all the answer's items."""
+def _on_point(m: dict) -> bool:
+    """Checkable right content of the asked aspect (or the probe's own reference), in an answer that does not repeat a
+    4-gram: such items make OFF_REFERENCE_SHARE of its items."""
     claims = m.get("claims") or []
-    facts = {c["why"] for c in claims if c["label"] == "supported"}  # `why` names the matched fact
-    return len(facts) / len(claims) if claims else 0.0
+    share = m.get("n_supported_asked", 0) / len(claims) if claims else 0.0
+    return m["rep_4"] == 0 and share >= OFF_REFERENCE_SHARE
 
 
 # --- run level ---------------------------------------------------------------------------------------------
