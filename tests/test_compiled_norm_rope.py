@@ -4,19 +4,13 @@ trainer still moves the adapter. The GPU timings are in benchmarks/RESULTS.md.""
 
 from __future__ import annotations
 
-import os
-
-import pytest
 import torch
 
+from tests.markers import INDUCTOR_ON_CPU
 from tests.test_fused_blocks import _assert_same, _fuse_all, _training_batch
 from tests.test_fused_lora import _lora_model, _loss_and_grads, _train
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default"),
-    reason="torch.compile under a forced CPU capability (ATEN_CPU_CAPABILITY) segfaults in inductor's kernels after "
-    "another compile in the same process (torch 2.13; seen forcing AVX2 on an AVX-512 machine): not a medqa path",
-)
+pytestmark = INDUCTOR_ON_CPU
 
 
 def test_compiled_norm_and_rotary_match_transformers_forward_and_backward():

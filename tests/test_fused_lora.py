@@ -4,12 +4,12 @@ model (fp32 on CPU, full precision and 4-bit base); the speed it buys on a GPU i
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 import torch
 
 from medqa.core.cpu_precision import autocast_dtype
+from tests.markers import INDUCTOR_ON_CPU
 
 
 def _lora_model(settings, quant=None, dropout: float = 0.1, before_lora=None):
@@ -141,11 +141,7 @@ def test_under_bf16_autocast_the_branch_computes_in_bf16_and_keeps_fp32_gradient
 
 
 @pytest.mark.slow  # ~11 s; inductor on CPU, which train.compile_layers skips (it compiles on CUDA only): `make slow`
-@pytest.mark.skipif(
-    os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("avx2", "default"),
-    reason="torch.compile under a forced CPU capability (ATEN_CPU_CAPABILITY) segfaults in inductor's kernels after "
-    "another compile in the same process (torch 2.13; seen forcing AVX2 on an AVX-512 machine): not a medqa path",
-)
+@INDUCTOR_ON_CPU
 def test_compiled_layers_train_the_adapter_like_eager(compose_small, base_dir, tmp_path):
     """train.compile_layers (each decoder layer under torch.compile, dynamic shapes) on top of the fused branch:
     the same loss curve as eager and LoRA B weights that moved from their zero start. (On CPU; the H100 check

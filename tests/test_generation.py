@@ -14,6 +14,7 @@ from medqa.config.compose import CONF_DIR
 from medqa.model.generation import generate_answers, generation_config, generation_config_dict
 from medqa.model.tokenizer import EOT, PAD
 from medqa.settings.decoding import DecodingSettings
+from tests.markers import INDUCTOR_ON_CPU
 
 
 def test_greedy_config_stops_at_end_of_turn(tokenizer):
@@ -209,6 +210,7 @@ def test_layers_compiled_for_training_answer_with_their_own_forward(compose_smal
     assert len(calls) == layers and len(set(map(id, calls))) == layers
 
 
+@INDUCTOR_ON_CPU  # flex's block mask compiles through inductor
 def test_compiled_decode_traces_one_graph_beside_layers_compiled_for_training(compose_small, base_dir, tokenizer):
     """With train.compile_layers on a flex-attention model, flex is kept out of the training layers' graphs;
     generation's compiled decode step (static cache) must still trace the whole model as one graph, as without
