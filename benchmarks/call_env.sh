@@ -15,3 +15,20 @@ done
 torch.__version__, transformers.__version__, peft.__version__, trl.__version__)"; } | tee "$out/env.txt"
 echo "installed at ${SECONDS}s"
 med() { PYTHONPATH=/tmp/site-med:$PWD "$@"; }
+job() {  # job NAME OVERRIDES...: the main job on the embedded model (train=gpu, 40 steps, evals at 0/20/40), its line
+  # in $out/jobs.txt (run.json's wall and train seconds, each eval's loss, held-out quality and generation seconds)
+  local name=$1; shift; local t0=$SECONDS
+  med timeout "${JOB_S:-220}" python3 -m medqa.train train=gpu train.max_steps=40 train.eval_steps=20 \
+    train.save_steps=20 "hydra.run.dir=/tmp/jobs/$name" "$@" > "$out/job-$name.log" 2>&1
+  echo "job $name rc=$? wall $((SECONDS - t0))s"
+  med python3 - "$name" <<'PY' | tee -a "$out/jobs.txt"
+import json, sys
+name = sys.argv[1]
+try:
+    s = json.load(open(f"/tmp/jobs/{name}/run.json"))
+except (OSError, ValueError) as err:
+    sys.exit(f"{name}: no run.json ({err})")
+evals = [(e["step"], round(e["eval_loss"], 4), e.get("heldout_quality"), e.get("generate_seconds")) for e in s["evals"]]
+print(name, "seconds", s.get("seconds"), "train_seconds", s.get("train_seconds"), "evals", evals)
+PY
+}

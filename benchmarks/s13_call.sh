@@ -12,23 +12,8 @@
 # same way); call 3 JOBS=cand ROWS=none (layers as built while generating: failed the same way). Since then
 # compile_norm_rope stays on beside compiled layers. Next: JOBS="b cand" ROWS=b,b_clayers,b_clayers,b TRAIN_S=330.
 set -uo pipefail
-source "$(dirname "$0")/call_env.sh" med
-job() {  # job NAME OVERRIDES...: the main job, its summary line
-  local name=$1; shift; local t0=$SECONDS
-  med timeout "${JOB_S:-200}" python3 -m medqa.train train=gpu train.max_steps=40 train.eval_steps=20 \
-    train.save_steps=20 "hydra.run.dir=/tmp/jobs/$name" "$@" > "$out/job-$name.log" 2>&1
-  echo "job $name rc=$? wall $((SECONDS - t0))s"
-  med python3 - "$name" <<'PY' | tee -a "$out/jobs.txt"
-import json, sys
-name = sys.argv[1]
-try:
-    s = json.load(open(f"/tmp/jobs/{name}/run.json"))
-except (OSError, ValueError) as err:
-    sys.exit(f"{name}: no run.json ({err})")
-evals = [(e["step"], round(e["eval_loss"], 4), e.get("heldout_quality"), e.get("generate_seconds")) for e in s["evals"]]
-print(name, "seconds", s.get("seconds"), "train_seconds", s.get("train_seconds"), "evals", evals)
-PY
-}
+source "$(dirname "$0")/call_env.sh" med  # also defines `job`
+: "${JOB_S:=200}"  # s13's job limit
 for name in ${JOBS:-b cand}; do
   case $name in b) job b ;; cand) job cand train.compile_layers=true ;; esac
 done

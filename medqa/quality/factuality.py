@@ -1026,7 +1026,7 @@ def _last_of(items: list[Item], it: Item) -> bool:
 def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> dict:
     """Claim labels and the numbers made from them: precision, recall, F1@K, harm points, wrong claims."""
     labelled = _labelled(answer, ref, known_words)
-    asked = [c["fact"] for c in labelled if c["fact"] is not None]
+    n_asked = sum(c["fact"] is not None for c in labelled)
     claims = [{k: c[k] for k in ("item", "label", "why")} for c in labelled]
     supported = [c for c in claims if c["label"] == "supported"]
     n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
@@ -1044,8 +1044,7 @@ def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] |
     return {
         "claims": claims,
         "n_supported": n_s,
-        "n_supported_asked": len(asked),  # of the asked aspects or the probe's own reference
-        "facts_supported_asked": len(set(asked)),
+        "n_supported_asked": n_asked,  # of the asked aspects or the probe's own reference
         "n_unsupported": n_u,
         "n_irrelevant": len(claims) - n_s - n_u,
         "precision": None if precision is None else round(precision, 4),

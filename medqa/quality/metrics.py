@@ -225,7 +225,6 @@ def score_answer(
         "k": fact["k"],
         "n_supported": fact["n_supported"],
         "n_supported_asked": fact["n_supported_asked"],
-        "facts_supported_asked": fact["facts_supported_asked"],
         "n_unsupported": fact["n_unsupported"],
         "n_irrelevant": fact["n_irrelevant"],
         "harm_points": fact["harm_points"],
