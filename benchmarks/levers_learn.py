@@ -48,6 +48,11 @@ VARIANTS = {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
         "compile_layers": True,
     },
+    # s15 candidate: train=gpu with its q/k/v (gate/up) base weights in one buffer each (train.joint_projections)
+    "+ static_packs + compile_norm_rope + compile_layers + joint_projections": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
+        "compile_layers": True, "joint_projections": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },
