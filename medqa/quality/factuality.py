@@ -792,6 +792,15 @@ def _rule_hit(rule: Rule, sentence: str) -> bool:
     return not any(p.search(sentence) for p in rule.unless)
 
 
+@lru_cache(maxsize=8192)
+def _wrong_hits(rules: tuple[Rule, ...], sentence: str) -> tuple[Rule, ...]:
+    """The known wrong claims `sentence` makes. Items of one sentence share it, and most sentences make none: one
+    scan for any rule's pattern decides those before the rules are tried one by one."""
+    if not rules or not _any_of(tuple(p for r in rules for p in r.patterns)).search(sentence):
+        return ()
+    return tuple(r for r in rules if _rule_hit(r, sentence))
+
+
 # A sentence that sets the condition apart from others ("symptoms overlap with dengue and typhoid") names them as
 # what it is not: their facts there are no claims about this condition.
 DIFFERENTIAL = re.compile(
@@ -821,9 +830,12 @@ def _carries(rule: Rule, it: Item, done: set[tuple[str, str]]) -> bool:
     return False
 
 
-def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
+@lru_cache(maxsize=8192)
+def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
     """Rubric items met by a sentence: a pattern matches and no negation sits before it in its clause."""
     hits = []
+    if not _any_of(tuple(p for rule, _ in rubric() for p in rule.patterns)).search(sentence):
+        return ()  # most sentences: one scan instead of a loop over the rubric
     for rule, conds in rubric():
         if condition is None and "*" not in conds:
             continue
@@ -852,7 +864,7 @@ def _harm_hits(sentence: str, condition: str | None) -> list[Rule]:
             if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
                 hits.append(rule)
                 break
-    return hits
+    return tuple(hits)
 
 
 def match(stems: set[str], fact: Fact) -> tuple[float, set[str]]:
@@ -924,7 +936,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
         label, why, asked = "irrelevant", "no reference fact", None
         stems = set(normalise(it.text)) - name_words
         asks = is_question(it.sentence)
-        wrong = [r for r in (ref.wrong if ref else ()) if not asks and _rule_hit(r, it.sentence)]
+        wrong = [] if asks else [r for r in _wrong_hits(ref.wrong if ref else (), it.sentence)]
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}
         harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
