@@ -255,6 +255,8 @@ NOT_A_DENIAL = tuple(
         (r"\bnot (?:a |the )?(?:signs?|symptoms?|features?) of (?:low|hypo\w*|another|something else)\b[^,;.]*", " "),
         # A negation in a stated cause ("breathless because the ventricle cannot pump") denies nothing of the item.
         (r"\b(?:because|since|due to)\b[^,;.]*", " "),
+        # "Thirsty no matter how much you drink": however much, not a denial.
+        (r"\bno matter (?:how|what|when|where|who)\b[^,;.]*", " "),
         # "Do not wait / delay / hesitate" urges action.
         (r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " "),
         # "Bleeds you'd never notice", "without noticing": the thing is silent.
