@@ -15,6 +15,7 @@ from medqa.quality.factuality import (
     factuality,
     infer_reference,
     label_items,
+    numerals,
     reference_for_probe,
     reference_from_answer,
     split_items,
@@ -118,6 +119,20 @@ def test_wrong_claims_of_current_guidelines():
     ok = score("Chloroquine is only used where the parasite is still sensitive, e.g. P. vivax; otherwise an ACT "
                "such as artemether-lumefantrine after a blood smear or rapid test.", "malaria_dx_tx")  # fmt: skip
     assert "forbidden_claim" not in ok["flags"] and ok["quality"] >= 0.7
+
+
+def test_numbers_said_in_words_meet_the_rules_written_in_figures():
+    """An answer written for the ear ("one hundred eighty over one hundred ten") is checked as one in figures; a lone
+    "one" stays a word ("no one", "one of the")."""
+    assert numerals("above one hundred eighty over one hundred ten") == "above 180/110"
+    assert numerals("six point five percent; type two; twenty-five minutes") == "6.5%; type 2; 25 minutes"
+    assert numerals("a fasting sugar above one hundred milligrams per deciliter") == "a fasting sugar above 100 mg/dL"
+    assert numerals("no one takes one tablet") == "no one takes one tablet"
+    said = ("First-line medicines include ACE inhibitors or calcium channel blockers, but they usually aren't "
+            "considered until readings are above one hundred eighty over one hundred ten.")  # fmt: skip
+    written = said.replace("one hundred eighty over one hundred ten", "180/110")
+    for answer in (said, written):
+        assert "forbidden_claim" in score(answer, "hypertension_first_line")["flags"], answer
 
 
 def test_questions_outside_the_probe_sets_get_an_inferred_reference_and_hub_rows_their_answer():
@@ -259,7 +274,7 @@ def test_blind_sets_written_without_the_scorer_keep_their_agreement():
     from scorer_agreement import agreement
 
     # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26)
-    floors = {n: 0.95 for n in range(1, 59)}
+    floors = {n: 0.95 for n in range(1, 63)}
     floors.update({n: 0.93 for n in (*range(1, 8), 21, 22)})
     # 30 (numbers, 0.869 fresh), 41 (narrow answers, 0.904 fresh) and 46 (next steps, 0.907 fresh) sat at 0.94-0.95
     # until right answers to a narrower point earned R@K up to metrics.OFF_REFERENCE_CAP (s14: 0.966, 0.984, 0.988)

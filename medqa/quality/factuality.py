@@ -734,11 +734,56 @@ def negate_listed(text: str) -> str:
     return "\n".join(out)
 
 
+_UNITS = "zero one two three four five six seven eight nine".split()
+_TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_WORD_VALUE = {w: i for i, w in enumerate(_UNITS)} | {w: 10 + i for i, w in enumerate(_TEENS)}
+_WORD_VALUE |= {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+_UNIT, _TEEN, _TEN = "|".join(_UNITS[1:]), "|".join(_TEENS), "|".join(_TENS)
+_BELOW_100 = rf"(?:(?:{_TEN})(?:[- ](?:{_UNIT}))?|{_TEEN})"
+# "one hundred (and) eighty", "one hundred ten", "eighty-five", "fifteen": never a lone unit ("one of", "no one")
+_SPELLED = re.compile(
+    rf"\b(?:(?P<h>{_UNIT}) hundred(?:(?: and)? (?P<r>{_BELOW_100}|{_UNIT}))?|(?P<b>{_BELOW_100}))\b", re.IGNORECASE
+)
+_SPELLED_DECIMAL = re.compile(rf"\b(?P<i>\d+|{_UNIT}) point (?P<d>{_UNIT}|zero)\b", re.IGNORECASE)
+_NUMERAL_UNITS = (
+    (re.compile(r"\b(\d+) over (\d+)\b"), r"\1/\2"),  # a blood pressure said aloud: "180 over 110"
+    (re.compile(r"\b(\d+(?:\.\d+)?) ?per ?cent\b", re.IGNORECASE), r"\1%"),
+    (re.compile(r"\bmilligrams? per deci ?lit(?:er|re)s?\b", re.IGNORECASE), "mg/dL"),
+    (re.compile(r"\bmillimoles? per lit(?:er|re)s?\b", re.IGNORECASE), "mmol/L"),
+    (re.compile(r"\bmillimet(?:er|re)s? of mercury\b", re.IGNORECASE), "mmHg"),
+    (re.compile(r"\btype (one|two)\b", re.IGNORECASE), lambda m: "type " + str(_WORD_VALUE[m[1].lower()])),
+)
+
+
+def _below_100(words: str) -> int:
+    parts = re.split(r"[- ]", words.lower())
+    return sum(_WORD_VALUE[p] for p in parts)
+
+
+def numerals(text: str) -> str:
+    """Numbers said in words written as digits ("one hundred eighty over one hundred ten" -> "180/110", "six point
+    five percent" -> "6.5%", "type two" -> "type 2"), so that the rules on thresholds, doses and targets read an
+    answer written for the ear as they read one written in figures. A lone "one" to "nine" stays a word."""
+
+    def spelled(m: re.Match) -> str:
+        if m["h"]:
+            return str(100 * _WORD_VALUE[m["h"].lower()] + (_below_100(m["r"]) if m["r"] else 0))
+        return str(_below_100(m["b"]))
+
+    text = _SPELLED.sub(spelled, text)
+    text = _SPELLED_DECIMAL.sub(lambda m: f"{_WORD_VALUE.get(m['i'].lower(), m['i'])}.{_WORD_VALUE[m['d'].lower()]}", text)
+    for pattern, replacement in _NUMERAL_UNITS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def split_items(text: str) -> list[Item]:
     """Items of an answer: each marked list line, each sentence, and each part of an enumeration in a sentence
     (split at commas, semicolons, brackets, and/or/plus); a line ending in ':' is a header, not an item. List lines
-    under a negating header read as negated (`negate_listed`)."""
-    text = negate_listed(text)
+    under a negating header read as negated (`negate_listed`). Numbers said in words are read as digits
+    (`numerals`)."""
+    text = negate_listed(numerals(text))
     items: list[Item] = []
     group = 0
     list_group = None
