@@ -771,8 +771,10 @@ def numerals(text: str) -> str:
             return str(100 * _WORD_VALUE[m["h"].lower()] + (_below_100(m["r"]) if m["r"] else 0))
         return str(_below_100(m["b"]))
 
-    text = _SPELLED.sub(spelled, text)
-    text = _SPELLED_DECIMAL.sub(lambda m: f"{_WORD_VALUE.get(m['i'].lower(), m['i'])}.{_WORD_VALUE[m['d'].lower()]}", text)
+    def decimal(m: re.Match) -> str:
+        return f"{_WORD_VALUE.get(m['i'].lower(), m['i'])}.{_WORD_VALUE[m['d'].lower()]}"
+
+    text = _SPELLED_DECIMAL.sub(decimal, _SPELLED.sub(spelled, text))
     for pattern, replacement in _NUMERAL_UNITS:
         text = pattern.sub(replacement, text)
     return text
