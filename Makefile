@@ -34,7 +34,8 @@ run: setup
 test: setup browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider
+	# two workers; the files that share a training-run fixture stay on one (tests/conftest.py, _WorkerGroups)
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 slow: setup
 	$(PY) -m pytest -q -m slow

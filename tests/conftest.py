@@ -132,8 +132,32 @@ def _start_sweep_grid() -> early.Started:
 @pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected: only work some selected test uses
 def pytest_collection_modifyitems(session, config, items):
     """Fixtures made of whole subprocesses are queued as soon as collection shows a test that needs them, so they run
-    beside the tests before that one, one at a time, instead of holding up the first of them (tests/early.py)."""
-    early.start_used([name for item in items for name in getattr(item, "fixturenames", ())])
+    beside the tests before that one, one at a time, instead of holding up the first of them (tests/early.py).
+    Not under pytest-xdist: each worker collects every test, so each would start all of them."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        early.start_used([name for item in items for name in getattr(item, "fixturenames", ())])
+
+
+# Session fixtures made of training runs, and the files that share one: under pytest-xdist (`make test` runs two
+# workers, `--dist loadgroup`) each such family of files runs on one worker, and every other file on one worker
+# whole, so no run or module fixture is made twice.
+SHARED_RUNS = ("sweep_grid", "smoke_run")
+
+
+class _WorkerGroups:
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids
+    def pytest_collection_modifyitems(self, items):
+        by_file: dict[str, set[str]] = {}
+        for item in items:
+            by_file.setdefault(item.path.name, set()).update(getattr(item, "fixturenames", ()))
+        for item in items:
+            shared = [name for name in SHARED_RUNS if name in by_file[item.path.name]]
+            item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.stem))
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        config.pluginmanager.register(_WorkerGroups(), "medqa-worker-groups")
 
 
 def pytest_sessionfinish(session, exitstatus):
