@@ -879,11 +879,16 @@ def _carries(rule: Rule, it: Item, done: set[tuple[str, str]]) -> bool:
     return False
 
 
+@cache
+def _rubric_patterns() -> tuple[re.Pattern, ...]:
+    return tuple(p for rule, _ in rubric() for p in rule.patterns)
+
+
 @lru_cache(maxsize=8192)
 def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
     """Rubric items met by a sentence: a pattern matches and no negation sits before it in its clause."""
     hits = []
-    if not _any_of(tuple(p for rule, _ in rubric() for p in rule.patterns)).search(sentence):
+    if not _any_of(_rubric_patterns()).search(sentence):
         return ()  # most sentences: one scan instead of a loop over the rubric
     for rule, conds in rubric():
         if condition is None and "*" not in conds:
@@ -950,12 +955,17 @@ def _best(
 
 def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
     """[{item, label, why}] for every item of `answer` (see the module docstring for the labels)."""
-    return [{k: c[k] for k in ("item", "label", "why")} for c in _labelled(answer, ref, known_words)]
+    return [_claim(c) for c in _labelled(answer, ref, known_words)]
+
+
+def _claim(labelled: dict) -> dict:
+    """A claim as reported: its item, label and why (without _labelled's working keys)."""
+    return {k: labelled[k] for k in ("item", "label", "why")}
 
 
 def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
-    """label_items' claims, each with `fact`: the reference fact a supported item matched when it is one of the
-    asked aspects or of the probe's own reference (else None)."""
+    """label_items' claims, each with `_asked`: whether it is a supported fact of an asked aspect or of the probe's
+    own reference."""
     items = split_items(answer)
     question = set(normalise(ref.question)) if ref else set()
     name_words: set[str] = set()
@@ -982,10 +992,10 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
     wrong_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
-        label, why, asked = "irrelevant", "no reference fact", None
+        label, why, asked = "irrelevant", "no reference fact", False
         stems = set(normalise(it.text)) - name_words
         asks = is_question(it.sentence)
-        wrong = [] if asks else [r for r in _wrong_hits(ref.wrong if ref else (), it.sentence)]
+        wrong = [] if asks else list(_wrong_hits(ref.wrong if ref else (), it.sentence))
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}
         harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
@@ -1036,7 +1046,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                     why = f"mentions what '{f_own.text}' qualifies"
                 else:
                     label, why = "supported", f"'{f_own.text}' ({f_own.where()})"
-                    asked = f_own if f_own.aspect in (*ref.aspects, "reference") else None
+                    asked = f_own.aspect in (*ref.aspects, "reference")
                     # A partial match does not vouch for what else the item names: a drug, test, organ or
                     # condition no reference fact has ("a course of oral fluconazole" is no "course of ACT").
                     med = medical_words(it.text, stems, own_stems | question | name_words) if ref.cross_check else []
@@ -1066,8 +1076,8 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
         ):
             label, why = "irrelevant", "an example inside a caveat"  # "... for another reason, such as heart failure"
         listed = it.is_list and len(it.text.split()) <= 4
-        fact = asked if label == "supported" else None
-        out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed, "fact": fact})
+        out.append({"item": it.text, "label": label, "why": why, "_group": it.group, "_list": listed,
+                    "_asked": asked and label == "supported"})  # fmt: skip
     # Another aspect's fact listed among supported items of the asked aspect is an aspect error; said on its
     # own (its own sentence), it is a true aside.
     supported_groups = {o["_group"] for o in out if o["label"] == "supported"}
@@ -1087,8 +1097,8 @@ def _last_of(items: list[Item], it: Item) -> bool:
 def factuality(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> dict:
     """Claim labels and the numbers made from them: precision, recall, F1@K, harm points, wrong claims."""
     labelled = _labelled(answer, ref, known_words)
-    n_asked = sum(c["fact"] is not None for c in labelled)
-    claims = [{k: c[k] for k in ("item", "label", "why")} for c in labelled]
+    n_asked = sum(c["_asked"] for c in labelled)
+    claims = [_claim(c) for c in labelled]
     supported = [c for c in claims if c["label"] == "supported"]
     n_s, n_u = len(supported), sum(c["label"] == "unsupported" for c in claims)
     # An item unsupported only because the closed-world reference lacks it may be a true fact the reference
