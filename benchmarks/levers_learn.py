@@ -53,6 +53,11 @@ VARIANTS = {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
         "compile_layers": True, "joint_projections": True,
     },
+    # s16 candidate: train=gpu with each static pack's compiled step captured once and replayed (train.cuda_graphs)
+    "+ static_packs + compile_norm_rope + compile_layers + cuda_graphs": {
+        "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "compile_norm_rope": True,
+        "compile_layers": True, "cuda_graphs": True,
+    },
     "+ cuda_graphs": {
         "fused_lora": True, "fused_blocks": True, "flash_varlen": True, "static_packs": 512, "cuda_graphs": True,
     },
