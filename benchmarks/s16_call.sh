@@ -4,7 +4,7 @@
 #     b_graphs (train=gpu + train.cuda_graphs: each static pack's compiled step captured once, then replayed) alone
 #     first with a row limit of 330 s, then b; then levers_learn with cuda_graphs over compiled layers.
 #   call 2, table:   STAGE=table bash benchmarks/s16_call.sh   (Unsloth and torchtune first, then medqa's rows;
-#     B_ROW=b_graphs makes the table's b row b_graphs)
+#     TABLE_ROWS: medqa's rows; s16 ran out of its 585 s before b_peft: next time TABLE_ROWS=b_peft,b,c,a:3)
 set -uo pipefail
 budget=${BUDGET_S:-585} root=/tmp/bench steps=${STEPS:-15} warmup=${WARMUP:-5}
 case ${STAGE:-graphs} in
@@ -40,7 +40,7 @@ table)
     --warmup "$warmup" --row-timeout "$((${TT_S:-110} - 5))" --json "$out/torchtune.jsonl" > "$out/torchtune.log" 2>&1
   echo "torchtune rc=$? at ${SECONDS}s"; grep '^{' "$out/torchtune.log" | tail -1 | cut -c1-600
   med timeout "$((budget - SECONDS))" python3 benchmarks/train_throughput.py --root "$root" \
-    --rows "${B_ROW:-b},c,a:3,b_peft" --steps "$steps" --warmup "$warmup" --row-timeout "${ROW_TIMEOUT:-150}" \
+    --rows "${TABLE_ROWS:-b,c,a:3,b_peft}" --steps "$steps" --warmup "$warmup" --row-timeout "${ROW_TIMEOUT:-150}" \
     --json "$out/train.json" > "$out/train.log" 2>&1
   echo "table rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/train.log" | tail -9 | cut -c1-700 ;;
 esac
