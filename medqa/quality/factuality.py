@@ -460,7 +460,7 @@ def _table_order() -> dict[int, int]:
 # --- references ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: rules are built once, keys of the caches below
 class Rule:
     """A known wrong claim or a negative rubric item (harmful advice)."""
 
@@ -824,17 +824,16 @@ def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith("?")
 
 
-@cache
-def _any_of(patterns: tuple[re.Pattern, ...]) -> re.Pattern:
-    """One regex that matches where any of `patterns` does (all are case-insensitive, none has a backreference):
-    one scan in C instead of a Python loop over them, for the sentences that match none (most)."""
-    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE)
+def _any_of(patterns: tuple[re.Pattern, ...], sentence: str) -> bool:
+    """Whether any of `patterns` matches `sentence`. Each pattern searched on its own: one alternation of them all
+    loses each pattern's literal-prefix scan and measured 2.7x slower on the blind sets' sentences."""
+    return any(p.search(sentence) for p in patterns)
 
 
 def _rule_hit(rule: Rule, sentence: str) -> bool:
     if LISTED_NOT.match(sentence):
         return False  # an item under "Avoid:" or "Myths:" (negate_listed): what is wrong, not a claim of it
-    if not _any_of(rule.patterns).search(sentence):
+    if not _any_of(rule.patterns, sentence):
         return False
     if rule.context and not any(p.search(sentence) for p in rule.context):
         return False
@@ -845,7 +844,7 @@ def _rule_hit(rule: Rule, sentence: str) -> bool:
 def _wrong_hits(rules: tuple[Rule, ...], sentence: str) -> tuple[Rule, ...]:
     """The known wrong claims `sentence` makes. Items of one sentence share it, and most sentences make none: one
     scan for any rule's pattern decides those before the rules are tried one by one."""
-    if not rules or not _any_of(tuple(p for r in rules for p in r.patterns)).search(sentence):
+    if not rules or not _any_of(tuple(p for r in rules for p in r.patterns), sentence):
         return ()
     return tuple(r for r in rules if _rule_hit(r, sentence))
 
@@ -888,14 +887,14 @@ def _rubric_patterns() -> tuple[re.Pattern, ...]:
 def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
     """Rubric items met by a sentence: a pattern matches and no negation sits before it in its clause."""
     hits = []
-    if not _any_of(_rubric_patterns()).search(sentence):
+    if not _any_of(_rubric_patterns(), sentence):
         return ()  # most sentences: one scan instead of a loop over the rubric
     for rule, conds in rubric():
         if condition is None and "*" not in conds:
             continue
         if condition is not None and "*" not in conds and condition not in conds:
             continue
-        if not _any_of(rule.patterns).search(sentence):
+        if not _any_of(rule.patterns, sentence):
             continue
         if any(u.search(sentence) for u in rule.unless):
             continue  # "quinine plus clindamycin": an antibiotic as a partner drug, not instead of treatment

@@ -78,6 +78,16 @@ def repeat_run(units: list[str]) -> int:
     return best
 
 
+def _alike(a: str, b: str, similarity: float) -> bool:
+    """difflib's ratio of `a` and `b` >= `similarity`, trying its cheap upper bounds first (most pairs fail them)."""
+    matcher = SequenceMatcher(None, a, b)
+    return (
+        matcher.real_quick_ratio() >= similarity
+        and matcher.quick_ratio() >= similarity
+        and matcher.ratio() >= similarity
+    )
+
+
 def loop_run(units: list[str], similarity: float) -> int:
     """Longest run of consecutive units each at least `similarity` alike (difflib ratio of their word
     strings) to the one before: "Eye yawning / Eye yawns / Eye years / Eye yolks" is a run of 4."""
@@ -85,7 +95,7 @@ def loop_run(units: list[str], similarity: float) -> int:
     prev = None
     for unit in units:
         key = " ".join(words(unit))
-        alike = bool(key and prev and SequenceMatcher(None, prev, key).ratio() >= similarity)
+        alike = bool(key and prev and _alike(prev, key, similarity))
         run = run + 1 if alike else 1
         prev = key
         best = max(best, run)
