@@ -914,7 +914,10 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
                 r"\bwastes?\b|\bis (?:dangerous|risky|a mistake)\b",
                 after,
             )
-            if not NEGATION.search(clause) and not NEGATION.search(after) and not warns:
+            # "Please don't buy an antacid and wait it out": a negated imperative governs the verbs joined by "and"
+            joined = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
+            forbids = re.match(r"\s*(?:please\s+)?(?:don't|do not|never)\b", joined, re.IGNORECASE)
+            if not NEGATION.search(clause) and not NEGATION.search(after) and not warns and not forbids:
                 hits.append(rule)
                 break
     return tuple(hits)
