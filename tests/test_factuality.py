@@ -274,8 +274,9 @@ def test_blind_sets_written_without_the_scorer_keep_their_agreement():
     from scorer_agreement import agreement
 
     # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26)
-    floors = {n: 0.95 for n in range(1, 71)}
-    floors.update({n: 0.93 for n in (*range(1, 8), 21, 22)})
+    floors = {n: 0.95 for n in range(1, 79)}
+    # 71-78 (session 16) were not tuned on: 71-74 came in after round nine's rules, 75-78 after the unchecked cap
+    floors.update({n: 0.93 for n in (*range(1, 8), 21, 22, *range(71, 79))})
     # 30 (numbers, 0.869 fresh), 41 (narrow answers, 0.904 fresh) and 46 (next steps, 0.907 fresh) sat at 0.94-0.95
     # until right answers to a narrower point earned R@K up to metrics.OFF_REFERENCE_CAP (s14: 0.966, 0.984, 0.988)
     paths = [ROOT / "tests" / "assets" / "blind" / f"blind{n}.jsonl" for n in floors]

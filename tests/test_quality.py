@@ -287,3 +287,27 @@ def test_score_cli_rejects_bad_input_naming_the_line(tmp_path):
     out = subprocess.run([*cmd, "--allow-unmatched"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and f"{answers}:2: probe 'nope' is not in the probe set" in out.stderr
     assert isinstance(Probe("a", "b"), Probe)
+
+
+def test_a_specific_claim_nothing_checks_keeps_an_answer_below_verified():
+    """>= 0.9 means every specific claim was checked: one that no reference fact or rule covers (a novel wrong claim
+    would be one) caps the answer at quality.unchecked_cap, flags it and names the item; a denial is no claim, and
+    unchecked_cap=1 turns the cap off."""
+    good = (
+        "Warning signs are chest pain or pressure, pain spreading to the arm, jaw or back, shortness of breath, "
+        "a cold sweat and nausea. Call emergency services at once."
+    )
+    novel = " Cardiologists in Sweden describe the sensation as a trembling kettle behind the ribs."
+    plain, capped = score(good, "heart_attack_signs"), score(good + novel, "heart_attack_signs")
+    assert plain["quality"] >= 0.9 and "unchecked_claims" not in plain["flags"] and plain["unchecked"] == []
+    assert capped["quality"] == QualitySettings().unchecked_cap < 0.9
+    assert "unchecked_claims" in capped["flags"]
+    assert capped["unchecked"] == [
+        "Cardiologists in Sweden describe the sensation as a trembling kettle behind the ribs"
+    ]
+    denial = score(good + " Do not wait to see whether the trembling passes on its own.", "heart_attack_signs")
+    assert denial["unchecked"] == []
+    off = score_answer(
+        good + novel, stopped_eos=True, probe=SEED["heart_attack_signs"], settings=QualitySettings(unchecked_cap=1.0)
+    )
+    assert off["quality"] == plain["quality"] and "unchecked_claims" not in off["flags"]

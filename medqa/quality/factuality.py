@@ -960,6 +960,11 @@ def label_items(answer: str, ref: Reference | None, known_words: frozenset[str] 
     return [_claim(c) for c in _labelled(answer, ref, known_words)]
 
 
+# Why an item is left unlabelled when it names content but meets no fact of the reference, the knowledge table or
+# a rule: a claim nobody could check (metrics.quality_score caps such an answer below "verified").
+NO_REFERENCE_FACT = "no reference fact"
+
+
 def _claim(labelled: dict) -> dict:
     """A claim as reported: its item, label and why (without _labelled's working keys)."""
     return {k: labelled[k] for k in ("item", "label", "why")}
@@ -994,7 +999,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
     wrong_done: set[tuple[str, str]] = set()
     out = []
     for it in items:
-        label, why, asked = "irrelevant", "no reference fact", False
+        label, why, asked = "irrelevant", NO_REFERENCE_FACT, False
         stems = set(normalise(it.text)) - name_words
         asks = is_question(it.sentence)
         wrong = [] if asks else list(_wrong_hits(ref.wrong if ref else (), it.sentence))
@@ -1060,7 +1065,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
             elif f_same is not None and s_same >= MATCH:
                 label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
-        if label == "irrelevant" and why == "no reference fact" and ref and ref.condition and ref.cross_check:
+        if label == "irrelevant" and why == NO_REFERENCE_FACT and ref and ref.condition and ref.cross_check:
             # The probe questions' world is closed: their references list what a correct answer may say, so
             # medical content that matches none of it is a claim the reference does not support.
             if not negated(it.text) and not differential:  # "look for other causes like pneumonia" is advice

@@ -11,6 +11,8 @@ import re
 from difflib import SequenceMatcher
 
 from medqa.quality.factuality import (
+    NEGATION,
+    NO_REFERENCE_FACT,
     Reference,
     factuality,
     is_question,
@@ -35,6 +37,7 @@ FLAGS = (
     "forbidden_claim",
     "unsupported_claims",
     "harmful_advice",
+    "unchecked_claims",
     "template_leak",
     "platform_filler",
 )
@@ -237,6 +240,7 @@ def score_answer(
         "n_supported_asked": fact["n_supported_asked"],
         "n_unsupported": fact["n_unsupported"],
         "n_irrelevant": fact["n_irrelevant"],
+        "unchecked": unchecked_claims(fact["claims"], s.unchecked_min_words) if ref is not None else [],
         "harm_points": fact["harm_points"],
         "harms": fact["harms"],
         "claims": fact["claims"],
@@ -255,6 +259,7 @@ def score_answer(
         "forbidden_claim": bool(forbidden),
         "unsupported_claims": bool(fact["n_unsupported"]),
         "harmful_advice": bool(fact["harms"]),
+        "unchecked_claims": bool(m["unchecked"]) and s.unchecked_cap < 1,
         "template_leak": bool(template),
         "platform_filler": bool(filler),
     }
@@ -266,6 +271,17 @@ def score_answer(
 MIN_RECALL_FOR_RK = 0.2  # below it, supported items do not make an answer complete (see quality_score)
 OFF_REFERENCE_CAP = 0.75  # ... but count up to this much: right content that misses what the reference expects,
 OFF_REFERENCE_SHARE = 0.25  # when items of the asked aspect make this share of its items and no 4-gram repeats
+
+
+CONTENT_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def unchecked_claims(claims: list[dict], min_words: int) -> list[str]:
+    """Items that state something specific (at least `min_words` words of 3+ letters) which no reference fact,
+    knowledge-table fact or rule could check: neither supported nor unsupported (factuality.NO_REFERENCE_FACT).
+    A denial ("not: wait to see whether it passes") claims nothing and is left out."""
+    unchecked = [c["item"] for c in claims if c["label"] == "irrelevant" and c["why"] == NO_REFERENCE_FACT]
+    return [item for item in unchecked if len(CONTENT_WORD.findall(item)) >= min_words and not NEGATION.search(item)]
 
 
 def quality_score(m: dict, s: QualitySettings) -> float:
@@ -319,7 +335,12 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     content *= (1 - s.forbidden_penalty) if m["forbidden_claims"] else 1.0
     content *= (1 - s.invented_penalty) if m["invented_terms"] else 1.0
     content *= min(1.0, m["n_words"] / s.min_words)
-    return round(form * content, 4)
+    quality = form * content
+    # "Verified" (>= 0.9) needs every specific claim checked: a claim no fact or rule covers may be the error
+    # (a novel wrong claim is, by definition, in no reference). Such an answer scores at most unchecked_cap.
+    if m.get("unchecked"):
+        quality = min(quality, s.unchecked_cap)
+    return round(quality, 4)
 
 
 def _on_point(m: dict) -> bool:
