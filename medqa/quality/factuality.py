@@ -1045,7 +1045,12 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 opposite = pol and f_own.polar and not (pol & f_own.polar)
                 if f_own.aspect == "summary" and (denies != f_own.negated or opposite):
                     why = f"a remark on '{f_own.text}'"  # background prose is no basis for a contradiction
-                elif ((denies and not f_own.negated) or opposite) and not (denies and DEFICIT.search(f_own.text)):
+                elif (
+                    ((denies and not f_own.negated) or opposite)
+                    and not (denies and DEFICIT.search(f_own.text))
+                    # "not safe in pregnancy" against "avoided in pregnancy": a caution states the same denial
+                    and not (denies and NEGATION.search(f_own.text))
+                ):
                     label, why = "unsupported", f"contradicts '{f_own.text}' ({f_own.where()})"
                 elif f_own.negated and not denies:
                     # The item names what the reference qualifies ("beta-blockers ... for another reason"); a
