@@ -192,6 +192,10 @@ def test_quality_settings_are_checked():
         QualitySettings(weights={"fluency": 1.0})
     with pytest.raises(ValueError, match="divergence_against"):
         QualitySettings(divergence_against="worst")
+    with pytest.raises(ValueError, match=r"quality\.unchecked_cap=1\.5: must be in \[0, 1\]"):
+        QualitySettings(unchecked_cap=1.5)
+    with pytest.raises(ValueError, match=r"quality\.unchecked_min_words=0: must be >= 1"):
+        QualitySettings(unchecked_min_words=0)
     assert QualitySettings(weights={"eos": 3.0}).weights["lists"] == 2.0  # the others keep their default
 
 

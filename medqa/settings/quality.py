@@ -50,6 +50,8 @@ class QualitySettings:
         for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall", "unchecked_cap"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"quality.{key}={getattr(self, key)}: must be in [0, 1]")
+        if self.unchecked_min_words < 1:
+            raise ValueError(f"quality.unchecked_min_words={self.unchecked_min_words}: must be >= 1")
         if self.precision_power < 0 or self.harm_scale <= 0:
             raise ValueError(
                 f"quality.precision_power must be >= 0 and quality.harm_scale > 0, got "
