@@ -1,5 +1,5 @@
-# Sourced by the device-call scripts (s9, s11, s12): the output folder, an offline environment, the carried wheel
-# sets installed each into /tmp/site-SET, the versions into $out/env.txt, and `med CMD` (CMD on medqa's wheels).
+# Sourced by the device-call scripts (s9 to s16): the output folder, an offline environment, the carried wheel
+# sets installed each into /tmp/site-SET, the versions into $out/env.txt, `med CMD` (CMD on medqa's wheels), `job` and `learn_left`.
 #   source "$(dirname "$0")/call_env.sh" med [uns]      # the sets to install, folders of $W (default: wheels)
 out=${OUT:-gpu-out}
 W=${W:-wheels}
@@ -15,6 +15,13 @@ done
 torch.__version__, transformers.__version__, peft.__version__, trl.__version__)"; } | tee "$out/env.txt"
 echo "installed at ${SECONDS}s"
 med() { PYTHONPATH=/tmp/site-med:$PWD "$@"; }
+learn_left() {  # learn_left VARIANTS [MIN_S]: levers_learn (toy shape) in what is left of $budget, if at least MIN_S
+  local left=$((budget - SECONDS))
+  if ((left > ${2:-50})); then
+    med timeout "$left" python3 benchmarks/levers_learn.py --shape toy --variants "$1" > "$out/learn.log" 2>&1
+    echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -4
+  else echo "learn skipped: ${left}s left"; fi
+}
 job() {  # job NAME OVERRIDES...: the main job on the embedded model (train=gpu, 40 steps, evals at 0/20/40), its line
   # in $out/jobs.txt (run.json's wall and train seconds, each eval's loss, held-out quality and generation seconds)
   local name=$1; shift; local t0=$SECONDS

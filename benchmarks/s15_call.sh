@@ -16,12 +16,7 @@ levers)
     --profile "$out/prof" --profile-rows "${PROFILE_ROWS:-b,b_joint}" \
     --row-timeout "${ROW_TIMEOUT:-150}" --json "$out/train.json" > "$out/train.log" 2>&1
   echo "train rc=$? at ${SECONDS}s"; tail -9 "$out/train.log"
-  left=$((budget - SECONDS))
-  if ((left > 60)); then
-    med timeout "$left" python3 benchmarks/levers_learn.py --shape toy \
-      --variants "+ static_packs + compile_norm_rope + compile_layers + joint_projections" > "$out/learn.log" 2>&1
-    echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -3
-  else echo "learn skipped: ${left}s left"; fi ;;
+  learn_left "+ static_packs + compile_norm_rope + compile_layers + joint_projections" 60 ;;
 job)
   JOB_S=$((budget - SECONDS)) job gpu "$@" ;;
 esac

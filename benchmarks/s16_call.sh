@@ -14,12 +14,7 @@ graphs)
     --rows "${ROWS:-b_graphs,b}" --steps "$steps" --warmup "${GWARMUP:-12}" \
     --row-timeout "${ROW_TIMEOUT:-330}" --json "$out/train.json" > "$out/train.log" 2>&1
   echo "train rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/train.log" | tail -12 | cut -c1-900
-  left=$((budget - SECONDS))
-  if ((left > 50)); then
-    med timeout "$left" python3 benchmarks/levers_learn.py --shape toy \
-      --variants "+ static_packs + compile_norm_rope + compile_layers + cuda_graphs" > "$out/learn.log" 2>&1
-    echo "learn rc=$? at ${SECONDS}s"; grep -v "it/s" "$out/learn.log" | tail -4
-  else echo "learn skipped: ${left}s left"; fi ;;
+  learn_left "+ static_packs + compile_norm_rope + compile_layers + cuda_graphs" ;;
 table)
   source "$(dirname "$0")/call_env.sh" med uns
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-med "$W"/uns/bitsandbytes-*.whl \
