@@ -1,5 +1,6 @@
 # Sourced by the device-call scripts (s9 to s16): the output folder, an offline environment, the carried wheel
-# sets installed each into /tmp/site-SET, the versions into $out/env.txt, `med CMD` (CMD on medqa's wheels), `job` and `learn_left`.
+# sets installed each into /tmp/site-SET, the versions into $out/env.txt, `med CMD` (CMD on medqa's wheels), `job`
+# and `learn_left`.
 #   source "$(dirname "$0")/call_env.sh" med [uns]      # the sets to install, folders of $W (default: wheels)
 out=${OUT:-gpu-out}
 W=${W:-wheels}
