@@ -155,9 +155,22 @@ class _WorkerGroups:
             item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.stem))
 
 
+class _GroupsReachTheScheduler:
+    @pytest.hookimpl(trylast=True)  # after xdist's hook: the group must be in the node id the scheduler reads
+    def pytest_collection_modifyitems(self, config, items):
+        if config.getvalue("loadgroup") and items and "@" not in items[0].nodeid:
+            # pytest 9.2 reads node ids from Node._id; xdist 3.8 writes its group suffix to Node._nodeid, so the
+            # groups never reached the scheduler and each worker made the sweep grid (~95 s) again (session 17).
+            raise pytest.UsageError(
+                f"pytest-xdist's loadgroup did not reach the node ids (pytest {pytest.__version__}): the shared "
+                "training fixtures would run once per worker; pyproject.toml pins a pytest whose node ids it sets"
+            )
+
+
 def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         config.pluginmanager.register(_WorkerGroups(), "medqa-worker-groups")
+        config.pluginmanager.register(_GroupsReachTheScheduler(), "medqa-worker-groups-check")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -18,6 +18,7 @@ from medqa.quality.factuality import (
     numerals,
     reference_for_probe,
     reference_from_answer,
+    shorthand,
     split_items,
 )
 from medqa.quality.metrics import score_answer
@@ -133,6 +134,41 @@ def test_numbers_said_in_words_meet_the_rules_written_in_figures():
     written = said.replace("one hundred eighty over one hundred ten", "180/110")
     for answer in (said, written):
         assert "forbidden_claim" in score(answer, "hypertension_first_line")["flags"], answer
+
+
+def test_clinical_shorthand_is_read_as_its_words():
+    assert shorthand("1st line = β-blocker; one −ve film; RDT -ve; +ve smear; wt loss") == (
+        "1st line = beta-blocker; one negative film; RDT negative; positive smear; weight loss"
+    )
+    # written in shorthand, the same wrong claims are caught
+    assert (
+        "forbidden_claim"
+        in score("1st line HTN = β-blocker (atenolol) monotherapy.", "hypertension_first_line")["flags"]
+    )
+    assert "forbidden_claim" in score("Dx: blood film; one −ve film is enough to exclude.", "malaria_dx_tx")["flags"]
+    # a negation in the if-part before an arrow denies nothing ("not Black → ACEi" is a patient's case)
+    good = "NICE: <55 & not Black → ACEi (ARB if ACEi cough); ≥55 or Black → CCB (e.g. amlodipine). T2DM → ACEi/ARB."
+    assert score(good, "hypertension_first_line")["quality"] >= 0.7
+    assert (
+        "unsupported"
+        not in labels("Non-pharm: salt <5 g/d, wt loss, exercise, limit alcohol.", "hypertension_first_line").values()
+    )
+
+
+def test_a_denial_meets_the_denying_fact_that_explains_more_of_it():
+    """ "Chloroquine is no longer used for falciparum ... because of resistance" is the reference's own caution, not a
+    contradiction of "drug resistance"; the false reason for an ACE inhibitor's cough is a wrong claim."""
+    item = "chloroquine is no longer used for falciparum in most regions because of resistance"
+    assert labels(f"ACTs are first line, and {item}.", "malaria_dx_tx")[item] == "supported"
+    wrong = "ACE inhibitors often cause a dry cough because they lower your potassium level."
+    assert (
+        "forbidden_claim" in score("ACE inhibitors or amlodipine first. " + wrong, "hypertension_first_line")["flags"]
+    )
+    true = "ACE inhibitors may cause a dry cough, and diuretics can lower potassium."
+    assert (
+        "forbidden_claim"
+        not in score("ACE inhibitors or amlodipine first. " + true, "hypertension_first_line")["flags"]
+    )
 
 
 def test_questions_outside_the_probe_sets_get_an_inferred_reference_and_hub_rows_their_answer():
@@ -274,8 +310,9 @@ def test_blind_sets_written_without_the_scorer_keep_their_agreement():
     from scorer_agreement import agreement
 
     # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26)
-    floors = {n: 0.95 for n in range(1, 79)}
-    # 71-78 (session 16) were not tuned on: 71-74 came in after round nine's rules, 75-78 after the unchecked cap
+    floors = {n: 0.95 for n in range(1, 83)}
+    # 71-78 (session 16) were not tuned on: 71-74 came in after round nine's rules, 75-78 after the unchecked cap.
+    # 79-82 (session 17) were: first look 0.945, 0.967, 0.977, 0.997 (82: no miss), then 0.980-0.997 with no miss
     floors.update({n: 0.93 for n in (*range(1, 8), 21, 22, *range(71, 79))})
     # 30 (numbers, 0.869 fresh), 41 (narrow answers, 0.904 fresh) and 46 (next steps, 0.907 fresh) sat at 0.94-0.95
     # until right answers to a narrower point earned R@K up to metrics.OFF_REFERENCE_CAP (s14: 0.966, 0.984, 0.988)

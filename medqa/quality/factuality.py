@@ -228,6 +228,8 @@ NOT_A_DENIAL = tuple(
     for pattern, replacement in (
         # A negation inside a condition ("chew aspirin if you are not allergic") qualifies the advice, not denies it.
         (r"\b(?:if|unless|provided|where|whenever)\b[^,;.]*", " "),
+        # Shorthand's condition before an arrow ("<55 & not Black → ACEi") is the same if-part.
+        (r"\b(?:not|non|no)\b[^,;.→]*(?:→|->|=>)", " "),
         # "Shouldn't be combined", "doesn't always rule it out": a caution about use or testing.
         (r"\b(?:shouldn't|should not|must not|mustn't|cannot|can't|not) (?:be )?(?:combined|used together)\b", " "),
         (
@@ -780,12 +782,29 @@ def numerals(text: str) -> str:
     return text
 
 
+# Clinical shorthand read as words, so the rules and the lexicon read a handover note as they read prose.
+_SHORTHAND = (
+    (re.compile("β"), "beta"),  # "β-blocker"
+    (re.compile(r"\s?[−-]ve\b"), " negative"),  # "one −ve film", "RDT -ve"
+    (re.compile(r"\s?\+ve\b"), " positive"),
+    (re.compile(r"\bwt\.? ?(loss|gain|reduction)\b", re.IGNORECASE), r"weight \1"),
+)
+
+
+def shorthand(text: str) -> str:
+    """`text` with clinical shorthand written out: β -> beta, -ve/+ve -> negative/positive, "wt loss" -> weight
+    loss."""
+    for pattern, replacement in _SHORTHAND:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def split_items(text: str) -> list[Item]:
     """Items of an answer: each marked list line, each sentence, and each part of an enumeration in a sentence
     (split at commas, semicolons, brackets, and/or/plus); a line ending in ':' is a header, not an item. List lines
     under a negating header read as negated (`negate_listed`). Numbers said in words are read as digits
-    (`numerals`)."""
-    text = negate_listed(numerals(text))
+    (`numerals`), and clinical shorthand written out (`shorthand`)."""
+    text = negate_listed(shorthand(numerals(text)))
     items: list[Item] = []
     group = 0
     list_group = None
@@ -1012,7 +1031,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 # A denial that a denying fact explains more of is that fact, not a contradiction of a shorter one
                 # ("artemisinin drugs should not be used on their own" is the monotherapy caution, not "not ACT").
                 s_neg, f_neg, sh_neg = _best(stems, own_denials, denies=denies, pol=pol)
-                if f_neg is not None and s_neg >= MATCH and sh_neg > sh_own:
+                if f_neg is not None and s_neg >= MATCH and (sh_neg > sh_own or weight(sh_neg) > weight(sh_own)):
                     s_own, f_own = s_neg, f_neg
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
