@@ -250,7 +250,13 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:does not|doesn't|do not|don't|cannot|can't|will not|won't)\s+replace\b", " "),
         # "Weight loss you can't explain": unexplained, not denied.
         (r"\b(?:you|we|doctors?|they)\s+(?:can't|cannot|couldn't|could not)\s+(?:explain|account for)\b", " "),
-        (r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely )?rule\b[^,;.]*", " "),
+        (
+            r"\b(?:doesn't|does not|don't|do not|can't|cannot) (?:always |necessarily |completely |fully )?"
+            r"rule\b[^,;.]*",
+            " ",
+        ),
+        # "Your body can't use the sugar for energy": a mechanism, not a denial of the fact it meets.
+        (r"\b(?:can't|cannot|unable to|isn't able to|is not able to)\s+(?:use|process|burn)\b[^,;.]*", " "),
         # "No obvious source of blood loss", "no contraindication to an ACE inhibitor": a patient's case.
         (r"\bno (?:obvious |apparent |clear )?(?:source of|contraindications? to)\b[^,;.]*", " "),
         # "Not signs of low sugar": the item's symptom is attributed elsewhere.
@@ -688,8 +694,8 @@ def _protect(line: str) -> str:
 # "Don't take an ACE inhibitor and an ARB together": one caution about a combination, kept whole (split at "and",
 # its first half read as a denial of ACE inhibitors).
 TAKEN_TOGETHER = re.compile(
-    r"(?i)\b(?:don't|do not|never|not|avoid)\s+(?:take|taking|use|using|give|giving|prescribe|combin\w*|mix\w*)\b"
-    r"[^,;.]{0,60}?\band\b[^,;.]{0,40}?\btogether\b"
+    r"(?i)\b(?:don't|do not|never|not|avoid|shouldn't|should not|mustn't|must not)\s+(?:take|taking|use|using|give|"
+    r"giving|prescribe|combin\w*|mix\w*)\b[^,;.]{0,60}?\band\b[^,;.]{0,40}?\btogether\b"
 )
 
 
@@ -864,7 +870,7 @@ def _wrong_hits(rules: tuple[Rule, ...], sentence: str) -> tuple[Rule, ...]:
 # what it is not: their facts there are no claims about this condition.
 DIFFERENTIAL = re.compile(
     r"(?i)\b(?:overlap\w* with|mimic\w*|differential|distinguish\w*|confused with|mistaken for|other causes|"
-    r"(?:look|check|test|search) for other)\b"
+    r"(?:look|check|test|search) for other|(?:kind of|sort of|a bit|much|just) like|similar to)\b"
 )
 # A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
 # properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
