@@ -980,16 +980,10 @@ def _claim(labelled: dict) -> dict:
     return {k: labelled[k] for k in ("item", "label", "why")}
 
 
-def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
-    """label_items' claims, each with `_asked`: whether it is a supported fact of an asked aspect or of the probe's
-    own reference."""
-    items = split_items(answer)
-    question = set(normalise(ref.question)) if ref else set()
-    name_words: set[str] = set()
-    if ref and ref.condition:
-        entry = condition_entry(ref.condition)
-        for n in [entry["name"], *(entry.get("aliases") or [])]:
-            name_words |= set(normalise(str(n)))
+@lru_cache(maxsize=64)  # a reference is checked against many answers: its pools are built once (~10% of scoring)
+def _pools(ref: Reference | None) -> tuple[Pool, Pool, Pool, Pool, Pool]:
+    """The facts an item of an answer to `ref` is matched against: the reference's own, its denials, other
+    conditions' (not their summaries), the condition's facts outside the reference, and the own non-summary facts."""
     own = Pool(ref.facts if ref else ())
     own_denials = Pool(f for f in own.facts if f.negated)
     # Another condition's summary is background prose, not a fact an item could wrongly state.
@@ -1004,6 +998,20 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
         else []
     )
     own_facts = Pool([f for f in own.facts if f.aspect != "summary"])
+    return own, own_denials, others, same_other, own_facts
+
+
+def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """label_items' claims, each with `_asked`: whether it is a supported fact of an asked aspect or of the probe's
+    own reference."""
+    items = split_items(answer)
+    question = set(normalise(ref.question)) if ref else set()
+    name_words: set[str] = set()
+    if ref and ref.condition:
+        entry = condition_entry(ref.condition)
+        for n in [entry["name"], *(entry.get("aliases") or [])]:
+            name_words |= set(normalise(str(n)))
+    own, own_denials, others, same_other, own_facts = _pools(ref)
     own_stems = reference_stems(ref)
     harm_done: set[str] = set()  # sentences whose harmful advice is already counted: one advice, one penalty
     wrong_done: set[tuple[str, str]] = set()
