@@ -140,6 +140,12 @@ def test_clinical_shorthand_is_read_as_its_words():
     assert shorthand("1st line = β-blocker; one −ve film; RDT -ve; +ve smear; wt loss") == (
         "1st line = beta-blocker; one negative film; RDT negative; positive smear; weight loss"
     )
+    # a forum's contractions without the apostrophe: "Dont wait" urges, it does not advise waiting
+    assert shorthand("Dont wait, it wasnt like the movies; thats an emergency. There were tests.") == (
+        "Don't wait, it wasn't like the movies; that's an emergency. There were tests."
+    )
+    forum = "If you see that call 911 straight away and dont drive him in yourself. Dont wait if he is sweaty."
+    assert "harmful_advice" not in score("Chest pressure, sweating and nausea. " + forum, "heart_attack_signs")["flags"]
     # written in shorthand, the same wrong claims are caught
     assert (
         "forbidden_claim"
@@ -282,6 +288,13 @@ def test_list_lines_under_a_negating_header_are_what_not_to_do():
     assert advised["harms"] and advised["forbidden_claims"] and advised["quality"] < 0.5, advised
 
 
+def test_a_contraction_is_no_eponym():
+    from medqa.quality.vocabulary import invented_names
+
+    assert invented_names("Dark velvety skin (acanthosis nigricans). It's a sign of insulin resistance.") == []
+    assert invented_names("That's the Hartley sign.") == ["hartley"]
+
+
 def test_invented_guideline_bodies_and_named_scores_are_caught():
     """An authority or an instrument the answer made up is an invented name; real bodies and scores are not."""
     from medqa.quality.vocabulary import invented_names
@@ -303,16 +316,17 @@ def test_invented_guideline_bodies_and_named_scores_are_caught():
 # The floor of every labelled set of tests/assets/blind (other sessions, blind to the scorer; README "How far to trust
 # it"), for the sets the scorer was tuned on (the old scorer scored 0.64-0.72 on 2-7). Each set's first-look number,
 # before any tuning on it, is in README "How far to trust it".
-BLIND_FLOORS = {n: 0.95 for n in range(1, 87)}
+BLIND_FLOORS = {n: 0.95 for n in range(1, 91)}
 # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26).
 # 71-78 (session 16) were not tuned on: 71-74 came in after round nine's rules, 75-78 after the unchecked cap.
 BLIND_FLOORS.update({n: 0.93 for n in (*range(1, 8), 21, 22, *range(71, 79))})
-# 79-82 and 83-86 (session 17) were tuned on: first look 0.945, 0.967, 0.977, 0.997 and 0.964, 0.969, 0.972, 0.980.
+# 79-82, 83-86 and 87-90 (session 17) were tuned on: first look 0.945, 0.967, 0.977, 0.997; 0.964, 0.969, 0.972,
+# 0.980; 0.966, 0.911, 0.975, 0.979.
 # 30 (numbers, 0.869 fresh), 41 (narrow answers, 0.904 fresh) and 46 (next steps, 0.907 fresh) sat at 0.94-0.95
 # until right answers to a narrower point earned R@K up to metrics.OFF_REFERENCE_CAP (s14: 0.966, 0.984, 0.988).
-# The test command scores the sets never tuned on and the newest (25 sets, ~40 s on one core); `make slow` all 86
+# The test command scores the sets never tuned on and the newest (29 sets, ~45 s on one core); `make slow` all 90
 # (~2.5 min): the whole floor made the blind-set test the suite's longest (137 s, session 17).
-BLIND_IN_CI = (*range(1, 8), 21, 22, *range(71, 87))
+BLIND_IN_CI = (*range(1, 8), 21, 22, *range(71, 91))
 
 
 def blind_floor(numbers) -> None:

@@ -265,6 +265,8 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:because|since|due to)\b[^,;.]*", " "),
         # "Thirsty no matter how much you drink": however much, not a denial.
         (r"\bno matter (?:how|what|when|where|who)\b[^,;.]*", " "),
+        # "Don't just take iron and ignore it": do more than that, not a denial of it.
+        (r"\b(?:don't|do not)\s+(?:just|only|simply)\b[^,;.]*", " "),
         # "Do not wait / delay / hesitate" urges action.
         (r"\b(?:don't|do not|never|not)\s+(?:wait|delay|hesitate|ignore|put off)\w*", " "),
         # "Bleeds you'd never notice", "without noticing": the thing is silent.
@@ -794,12 +796,19 @@ _SHORTHAND = (
     (re.compile(r"\s?[−-]ve\b"), " negative"),  # "one −ve film", "RDT -ve"
     (re.compile(r"\s?\+ve\b"), " positive"),
     (re.compile(r"\bwt\.? ?(loss|gain|reduction)\b", re.IGNORECASE), r"weight \1"),
+    # a forum's contractions without the apostrophe: "dont wait", "it wasnt", "thats"
+    (
+        re.compile(r"\b(do|does|did|is|are|was|were|ca|wo|should|would|could|have|has|must)nt\b", re.IGNORECASE),
+        r"\1n't",
+    ),
+    (re.compile(r"\b(that|what|there)s\b", re.IGNORECASE), r"\1's"),
+    (re.compile(r"\b(you|they)re\b", re.IGNORECASE), r"\1're"),
 )
 
 
 def shorthand(text: str) -> str:
     """`text` with clinical shorthand written out: β -> beta, -ve/+ve -> negative/positive, "wt loss" -> weight
-    loss."""
+    loss; contractions written without the apostrophe ("dont", "wasnt", "thats") get it back."""
     for pattern, replacement in _SHORTHAND:
         text = pattern.sub(replacement, text)
     return text
@@ -875,7 +884,7 @@ DIFFERENTIAL = re.compile(
 # A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
 # properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
 DEFICIT = re.compile(
-    r"(?i)\b(poor|poorly|low|lack|lacking|reduced|inadequate|insufficient|too little|deficien\w*|not enough|"
+    r"(?i)\b(poor|poorly|low|lack|lacking|reduced|inadequate|insufficient|too little|fewer|less|deficien\w*|not enough|"
     r"malabsor\w*)\b"
 )
 
@@ -918,6 +927,9 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
             clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|(?<!wait )\band\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
+            after = re.sub(
+                r"^\s*(?:so as |in order )?to avoid\b.*", "", after
+            )  # a purpose ("stop ... to avoid side effects")
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
             warns = re.search(
                 r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b|\bcosts?\b|"

@@ -126,7 +126,9 @@ NAMING_AFTER = re.compile(
 )
 # Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
 EPONYM_RE = re.compile(
-    r"\b(?!(?:The|A|An|This|That|Our|Your|Its|Their|Any|Each|No)\s)([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?"
+    # not a determiner, nor a contraction ("It's a sign of insulin resistance" names no Dr It)
+    r"\b(?!(?:The|A|An|This|That|Our|Your|Its|Their|Any|Each|No)\s|(?:It|That|There|Here|What|He|She|Let|Who|Where)"
+    r"(?:'s|’s)\s)([A-Z][a-z]+(?:[- ][A-Z][a-z]+)?)(?:'s|’s|s')?"
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
