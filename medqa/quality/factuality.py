@@ -37,6 +37,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import yaml
 
@@ -927,9 +928,8 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
             clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|(?<!wait )\band\b", sentence[: m.start()])[-1]
             after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
-            after = re.sub(
-                r"^\s*(?:so as |in order )?to avoid\b.*", "", after
-            )  # a purpose ("stop ... to avoid side effects")
+            # a purpose is no denial of the advice: "stop taking the tablets to avoid side effects"
+            after = re.sub(r"^\s*(?:so as |in order )?to avoid\b.*", "", after)
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
             warns = re.search(
                 r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b|\bcosts?\b|"
@@ -992,10 +992,29 @@ def _claim(labelled: dict) -> dict:
     return {k: labelled[k] for k in ("item", "label", "why")}
 
 
-@lru_cache(maxsize=64)  # a reference is checked against many answers: its pools are built once (~10% of scoring)
-def _pools(ref: Reference | None) -> tuple[Pool, Pool, Pool, Pool, Pool]:
+class _RefContext(NamedTuple):
+    """What the items of every answer to one reference are checked against (see `_ref_context`)."""
+
+    question: frozenset[str]  # the question's stems: an item made only of them restates it
+    name_words: frozenset[str]  # the condition's names and aliases, left out of each item's stems
+    own_stems: frozenset[str]
+    own: Pool
+    own_denials: Pool
+    others: Pool
+    same_other: Pool
+    own_facts: Pool
+
+
+@lru_cache(maxsize=64)  # a reference is checked against many answers: all of this is built once (~10% of scoring)
+def _ref_context(ref: Reference | None) -> _RefContext:
     """The facts an item of an answer to `ref` is matched against: the reference's own, its denials, other
-    conditions' (not their summaries), the condition's facts outside the reference, and the own non-summary facts."""
+    conditions' (not their summaries), the condition's facts outside the reference, and the own non-summary facts;
+    with the question's stems and the condition's name words."""
+    name_words: set[str] = set()
+    if ref and ref.condition:
+        entry = condition_entry(ref.condition)
+        for n in [entry["name"], *(entry.get("aliases") or [])]:
+            name_words |= set(normalise(str(n)))
     own = Pool(ref.facts if ref else ())
     own_denials = Pool(f for f in own.facts if f.negated)
     # Another condition's summary is background prose, not a fact an item could wrongly state.
@@ -1010,21 +1029,17 @@ def _pools(ref: Reference | None) -> tuple[Pool, Pool, Pool, Pool, Pool]:
         else []
     )
     own_facts = Pool([f for f in own.facts if f.aspect != "summary"])
-    return own, own_denials, others, same_other, own_facts
+    question = frozenset(normalise(ref.question)) if ref else frozenset()
+    return _RefContext(
+        question, frozenset(name_words), reference_stems(ref), own, own_denials, others, same_other, own_facts
+    )
 
 
 def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | set[str] = frozenset()) -> list[dict]:
     """label_items' claims, each with `_asked`: whether it is a supported fact of an asked aspect or of the probe's
     own reference."""
     items = split_items(answer)
-    question = set(normalise(ref.question)) if ref else set()
-    name_words: set[str] = set()
-    if ref and ref.condition:
-        entry = condition_entry(ref.condition)
-        for n in [entry["name"], *(entry.get("aliases") or [])]:
-            name_words |= set(normalise(str(n)))
-    own, own_denials, others, same_other, own_facts = _pools(ref)
-    own_stems = reference_stems(ref)
+    question, name_words, own_stems, own, own_denials, others, same_other, own_facts = _ref_context(ref)
     harm_done: set[str] = set()  # sentences whose harmful advice is already counted: one advice, one penalty
     wrong_done: set[tuple[str, str]] = set()
     out = []
@@ -1057,7 +1072,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 # A denial that a denying fact explains more of is that fact, not a contradiction of a shorter one
                 # ("artemisinin drugs should not be used on their own" is the monotherapy caution, not "not ACT").
                 s_neg, f_neg, sh_neg = _best(stems, own_denials, denies=denies, pol=pol)
-                if f_neg is not None and s_neg >= MATCH and (sh_neg > sh_own or weight(sh_neg) > weight(sh_own)):
+                if f_neg is not None and s_neg >= MATCH and weight(sh_neg) > weight(sh_own):
                     s_own, f_own = s_neg, f_neg
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
