@@ -65,3 +65,51 @@ def test_wrong_first_line_preferences():
     assert any(x["why"].startswith("wrong") for x in c.values()), c
     c = claims("ACE inhibitors are reserved for people in whom everything else has failed.", "hypertension_first_line")
     assert any(x["why"].startswith("wrong") for x in c.values()), c
+
+
+def test_text_message_and_prescription_shorthand_split_and_read_as_prose():
+    from medqa.quality.factuality import split_items
+
+    text = "honestly no one best drug. guidance lists ACEi, ARB or CCB.\nTab. Atenolol OD"
+    items = [i.text for i in split_items(text)]
+    assert "honestly no one best drug" in items and "guidance lists ACEi" in items, items  # a lower-case sentence
+    assert "tablet Atenolol once daily" in items, items
+    items = [i.text for i in split_items("Keep to 1,500 mg of sodium a day, or less.")]
+    assert "Keep to 1500 mg of sodium a day" in items, items  # a thousands comma splits no list
+    # "dont wait" in a text message is the advice not to wait, for the probe's forbidden claims too
+    m = score_answer("chest pain with sweating or breathlessness = ambulance. dont wait and see.", stopped_eos=True,
+                     probe=PROBES["heart_attack_signs"])  # fmt: skip
+    assert not m["forbidden_claims"], m["forbidden_claims"]
+
+
+def test_made_up_qualifiers_of_a_condition_and_real_acronyms_and_british_spellings():
+    assert invented_names("Not haemolytic anaemia or nephrotic syndrome, but siderolytic colitis.") == ["siderolytic"]
+    assert invented_names("Artesunate beat quinine in the SEAQUAMAT and AQUAMAT trials.") == []
+    assert invented_names("The doctor may prescribe ferrous sulphate tablets.") == []
+
+
+def test_risk_factors_and_history_are_asides_not_claims():
+    c = claims("Chest pain with sweating, especially in someone with diabetes, high cholesterol or who smokes.",
+               "heart_attack_signs")  # fmt: skip
+    assert all(x["label"] != "unsupported" for x in c.values()), c
+    c = claims("Quinine was the mainstay for three centuries but has been superseded by artemisinin combinations.",
+               "malaria_dx_tx")  # fmt: skip
+    assert all(not x["why"].startswith("wrong") for x in c.values()), c
+
+
+def test_new_wrong_and_harmful_claims_of_round_fifteen():
+    for text, probe, kind in (
+        ("Primaquine can be given to everyone without checking G6PD first, pregnant women included.", "malaria_dx_tx",
+         "wrong"),
+        ("Early diabetes shows as a fall in urine output and a diminished thirst.", "diabetes_early", "wrong"),
+        ("In older men it is always due to a poor diet only, so just take tablets.", "iron_anemia_causes", "wrong"),
+        ("Pain that comes on when you twist your arm is a typical sign of a heart attack.", "heart_attack_signs",
+         "wrong"),
+        ("Blood loss or diet; just triple the iron tablets, you can't overdose on iron.", "iron_anemia_causes", "harm"),
+        ("It is poor diet, so no further tests are needed.", "iron_anemia_causes", "harm"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        assert any(x["why"].startswith(kind) for x in c.values()), (text, c)
+    # ... and the advice to test first is no advice to stop medicine
+    c = claims("Do not take antimalarial tablets without a test; confirm it with an RDT first.", "malaria_dx_tx")
+    assert all(not x["why"].startswith("harm") for x in c.values()), c

@@ -102,7 +102,7 @@ HEDGE = re.compile(
     r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)|\bnot diagnostic\b|"
     r"\b(?:don't|do not|never) \w+ [^,;.]{0,20}\bif (?:you're|you are|they're|they are) allergic[^,;.]*|"
     r"\b(?:don't|do not|doesn't|does not) rule (?:one|it|this|that|a heart attack)? ?out\b|"
-    r"\b(?:no|not) smoking\b",
+    r"\b(?:no|not) (?:smoking|tobacco|cigarettes)\b",
     re.IGNORECASE,
 )
 # Words that restate a question's frame rather than answer it.
@@ -301,6 +301,9 @@ def polarity(text: str) -> set[str]:
     lex = lexicon()
     # "Low in iron", "rich in vitamin C" describe what a food holds, not more or less of the fact's thing
     text = re.sub(r"\b(?:low|high|rich|poor)\s+in\s+\w+", " ", text.lower())
+    # "Lose excess weight": the excess is what is lost, the direction is down
+    text = re.sub(r"\b((?:los|shed|cut|reduc|trim)\w*)\s+(?:the\s+|any\s+|some\s+)?(?:excess|extra|surplus)\b", r"\1",
+                  text)  # fmt: skip
     tokens = set(re.findall(r"[a-z]+", text))
     return ({"up"} if tokens & lex.up else set()) | ({"down"} if tokens & lex.down else set())
 
@@ -673,7 +676,12 @@ def reference_from_answer(question: str, reference_answer: str) -> Reference:
 # --- items ---------------------------------------------------------------------------------------------------
 
 MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}[.)])\s+")  # "- x", "1. x", "2.3 x"
-SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+SENTENCE = re.compile(
+    r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])"
+    # a text message's sentences start in lower case: "no single drug. guidelines say ..." (not after "etc.")
+    r"|(?<=[A-Za-z]{2}[.!?])(?<!\betc\.)(?<!approx\.)(?<!\bincl\.)(?<!\besp\.)(?<!\bvs\.)(?<!\b[DdMmSs][rt]\.)"
+    r"(?<!\b[Nn]o\.)\s+(?=[a-z])"
+)
 ENUM_SPLIT = re.compile(
     r"\s*(?:[,;()]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
     re.IGNORECASE,
@@ -785,6 +793,7 @@ def numerals(text: str) -> str:
     def decimal(m: re.Match) -> str:
         return f"{_WORD_VALUE.get(m['i'].lower(), m['i'])}.{_WORD_VALUE[m['d'].lower()]}"
 
+    text = re.sub(r"\b(\d{1,3}),(?=\d{3}\b)", r"\1", text)  # "805,000" -> "805000" (a list splits at commas)
     text = _SPELLED_DECIMAL.sub(decimal, _SPELLED.sub(spelled, text))
     for pattern, replacement in _NUMERAL_UNITS:
         text = pattern.sub(replacement, text)
@@ -804,6 +813,19 @@ _SHORTHAND = (
     ),
     (re.compile(r"\b(that|what|there)s\b", re.IGNORECASE), r"\1's"),
     (re.compile(r"\b(you|they)re\b", re.IGNORECASE), r"\1're"),
+    # a prescription's shorthand: "Tab. Amlodipine 5 mg OD", "Cap. X BD"
+    (re.compile(r"\bTabs?\.?(?= [A-Za-z])"), "tablet"),
+    (re.compile(r"\bCaps?\.(?= [A-Za-z])"), "capsule"),
+    (re.compile(r"\bInj\.(?= [A-Za-z])"), "injection"),
+    (re.compile(r"\bOD\b"), "once daily"),
+    (re.compile(r"\bBD\b"), "twice daily"),
+    (re.compile(r"\bTDS\b"), "three times daily"),
+    # a text message's: "u", "ur", "ppl", "mins", "hrs"
+    (re.compile(r"\bu\b"), "you"),
+    (re.compile(r"\bur\b"), "your"),
+    (re.compile(r"\bppl\b", re.IGNORECASE), "people"),
+    (re.compile(r"\b(min|hr)s\b", re.IGNORECASE), lambda m: {"min": "minutes", "hr": "hours"}[m[1].lower()]),
+    (re.compile(r"\*\*|__"), ""),  # markdown bold: "**Diet:** less salt"
 )
 
 
@@ -880,8 +902,17 @@ def _wrong_hits(rules: tuple[Rule, ...], sentence: str) -> tuple[Rule, ...]:
 # what it is not: their facts there are no claims about this condition.
 DIFFERENTIAL = re.compile(
     r"(?i)\b(?:overlap\w* with|mimic\w*|differential|distinguish\w*|confused with|mistaken for|other causes|"
-    r"(?:look|check|test|search) for other|(?:kind of|sort of|a bit|much|just) like|similar to)\b"
+    r"(?:look|check|test|search) for other|(?:kind of|sort of|a bit|much|just) like|similar to|mistak\w+|"
+    r"also (?:seen|found|occurs?|occurring|happens?|present|common) (?:in|with))\b"
 )
+# Who is at risk, not what the asked aspect is: an item after these words ("especially in a person with high
+# cholesterol", "risk factors such as family history") names a risk factor, neither a sign nor another condition's fact.
+RISK_CONTEXT = re.compile(
+    r"(?i)\b(?:risk factors?|(?:especially|particularly|more likely|more common) (?:in|if|for|with|among)|"
+    r"in (?:a |any )?(?:person|people|someone|anyone|patients?|adults?) (?:with|who)|if (?:overweight|obese))\b"
+)
+
+
 # A fact that states a lack ("poor absorption", "low dietary iron") is met by a negated item ("not absorbing it
 # properly", "not getting enough iron"): the negation is the fact, not a contradiction of it.
 DEFICIT = re.compile(
@@ -1053,7 +1084,7 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
         harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
         harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
-        differential = bool(DIFFERENTIAL.search(it.sentence))
+        differential = bool(DIFFERENTIAL.search(it.sentence)) or _after_risk_words(it)
         if wrong:
             label, why = "unsupported", f"wrong: {wrong[0].text}"
         elif harms:
@@ -1114,7 +1145,9 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
             elif f_other is not None and s_other >= MATCH and strong and s_other > s_same and not differential:
                 label, why = "unsupported", f"fact of another condition: '{f_other.text}' ({f_other.where()})"
             elif f_same is not None and s_same >= MATCH:
-                label, why = "aspect", f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
+                label = "irrelevant" if differential else "aspect"  # a risk factor or a look-alike is an aside
+                why = f"'{f_same.text}' ({f_same.where()}), not the asked aspect"
+                why = f"true aside: {why}" if differential else why
         if label == "irrelevant" and why == NO_REFERENCE_FACT and ref and ref.condition and ref.cross_check:
             # The probe questions' world is closed: their references list what a correct answer may say, so
             # medical content that matches none of it is a claim the reference does not support.
@@ -1144,6 +1177,11 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
             o["label"] = "unsupported" if wrongly_listed else "irrelevant"
             o["why"] = ("listed as the asked aspect but " if wrongly_listed else "true aside: ") + o["why"]
     return out
+
+
+def _after_risk_words(it: Item) -> bool:
+    risk = RISK_CONTEXT.search(it.sentence)
+    return risk is not None and it.sentence.find(it.text, risk.start()) >= 0
 
 
 def _last_of(items: list[Item], it: Item) -> bool:

@@ -18,8 +18,10 @@ from medqa.quality.factuality import (
     is_question,
     negate_listed,
     normalise,
+    numerals,
     reference_for_probe,
     reference_stems,
+    shorthand,
 )
 from medqa.quality.lexicon import STOPWORDS, leaks, words
 from medqa.quality.probe_specs import find_phrases, phrase_pattern
@@ -171,7 +173,8 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     missing = [g[0] for g, ok in zip(probe.expect, met, strict=True) if not ok]
     forbidden = []
     for claim in probe.forbid:
-        for sentence in segments(negate_listed(text)):  # "Don't:" then "- Drive yourself": no advice to drive
+        # read as the claim labels read it: shorthand written out ("dont wait", "Tab. Atenolol"), then sentences
+        for sentence in segments(negate_listed(shorthand(numerals(text)))):  # "Don't:" then "- Drive yourself"
             if is_question(sentence):
                 continue
             if (

@@ -40,7 +40,8 @@ MEDICAL_SUFFIXES = CLINICAL_PART_SUFFIXES + ("ization", "ically", "ness", "less"
 # Endings that only clinical terms have (a subset of MEDICAL_SUFFIXES).
 CLINICAL_SUFFIXES = ("aemia", "emia", "uria", "itis", "osis", "ectomy", "ostomy", "otomy", "scopy", "lysis", "algia",
                      "pathy", "penia", "plegia", "rrhoea", "rrhea", "rrhagia", "iasis")  # fmt: skip
-_BRITISH = ((r"ae", "e"), (r"oe", "e"), (r"isation", "ization"), (r"ise", "ize"), (r"our", "or"), (r"tre$", "ter"))
+_BRITISH = ((r"ae", "e"), (r"oe", "e"), (r"isation", "ization"), (r"ise", "ize"), (r"our", "or"), (r"tre$", "ter"),
+            (r"ulph", "ulf"))  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -123,6 +124,11 @@ NAMING_AFTER = re.compile(
     r"(?:tests?|levels?|assays?|index|scores?|scans?|markers?|signs?|reflex(?:es)?|triads?|"
     r"tablets?|capsules?|injections?|infusions?|pills?|sprays?|inhalers?|patch(?:es)?|drops|creams?|gels?|lozenges?|"
     r"strips?|kits?|syndrome|protocol|criteria)\b"
+)
+# A condition's name after the word ("ferrolytic gastritis", "X enteropathy", "X disease"): a word made of medical
+# parts that no list holds is a made-up qualifier there, as it is before "syndrome".
+CONDITION_AFTER = re.compile(
+    r"(?i)^\s+(?:[a-z]+(?:itis|pathy|osis|a?emia)|disease|disorder|deficiency|syndrome|an(?:a)?emia)\b"
 )
 # Eponyms (Name's sign/reflex/triad ...): the name must be a known one.
 EPONYM_RE = re.compile(
@@ -376,10 +382,17 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
             continue
         named = _naming_context(text, match.start(), match.end())
         named = named or bool(re.match(r"-[A-Z]", text[match.end() :]))  # "Lumafen-Plus", "cardiolysin-M"
-        camel = any(c.isupper() for c in match.group()[1:])  # "PlasmoScan": a product's shape
+        # a word built on a clinical ending ("-lytic") that qualifies a condition ("ferrolytic gastritis"), unless it
+        # starts on a known combining form too ("haemolytic anaemia", "nephrotic syndrome", "hypovolaemic shock")
+        qualifier = w.endswith(CLINICAL_PART_SUFFIXES) and not w.startswith(MEDICAL_PREFIXES)
+        named = named or (qualifier and bool(CONDITION_AFTER.match(text[match.end() :][:24])))
+        # "PlasmoScan": a product's shape; an all-capital word is an acronym ("SEAQUAMAT", a trial's name)
+        camel = any(c.isupper() for c in match.group()[1:]) and not match.group().isupper()
         # A word made of medical parts ("cardio" + "lysin") passes as real, except where a name is expected.
         if listed_word(w, extra) or (real_word(w, extra) and not named and not camel):
             continue
+        if w.startswith(MEDICAL_PREFIXES) and w.endswith(CLINICAL_PART_SUFFIXES) and not camel:
+            continue  # a combining form and a clinical ending: a clinical term even where a name is expected
         before = text[: match.start()].rstrip()
         inside = bool(before) and before[-1] not in ".!?:-*•\n" and not before[-1].isdigit()
         if match.group()[0].isupper() and inside:
