@@ -113,3 +113,24 @@ def test_new_wrong_and_harmful_claims_of_round_fifteen():
     # ... and the advice to test first is no advice to stop medicine
     c = claims("Do not take antimalarial tablets without a test; confirm it with an RDT first.", "malaria_dx_tx")
     assert all(not x["why"].startswith("harm") for x in c.values()), c
+
+
+def test_an_exam_rationale_rebuts_wrong_options_without_claiming_them():
+    text = ("The correct answer is a thiazide-like diuretic, an ACE inhibitor, an ARB or a calcium channel blocker. "
+            "Loop diuretics are an incorrect option because they are kept for fluid overload.")  # fmt: skip
+    c = claims(text, "hypertension_first_line")
+    assert all(not x["why"].startswith("wrong") for x in c.values()), c
+    m = score_answer(text, stopped_eos=True, probe=PROBES["hypertension_first_line"])
+    assert not m["forbidden_claims"] and m["quality"] >= 0.7, (m["forbidden_claims"], m["quality"])
+    # ... but a wrong option stated as the answer is still wrong
+    c = claims("The correct answer is a loop diuretic such as furosemide as first-line.", "hypertension_first_line")
+    assert any(x["why"].startswith("wrong") for x in c.values()), c
+
+
+def test_spoken_fillers_and_lay_blood_pressure_are_not_other_conditions():
+    c = claims("If your pressure stays high on repeat checks, tablets are added, usually amlodipine.",
+               "hypertension_first_line")  # fmt: skip
+    assert all(x["label"] != "unsupported" for x in c.values()), c
+    c = claims("Roughly speaking: chest pain, sweating and breathlessness; you don't sit and wait to see if it passes.",
+               "heart_attack_signs")  # fmt: skip
+    assert all(x["label"] != "unsupported" for x in c.values()), c

@@ -80,7 +80,7 @@ SUMMARY_MATCH = 0.75  # the same for a condition's summary (long prose: most of 
 NEGATION = re.compile(
     r"\b(?:not|no|never|cannot|can't|don't|doesn't|won't|shouldn't|avoid|avoided|avoiding|avoids|against|without|"
     r"rather than|instead of|no longer|neither|nor|unnecessary|not needed|nothing to do with|no role|no part|"
-    r"outdated)\b",
+    r"outdated|incorrect)\b",
     re.IGNORECASE,
 )
 # A denial proper: what a fact or an item negates. "Avoiding triggers" states a fact in both places, so the
@@ -400,7 +400,8 @@ def _condition_words() -> frozenset[str]:
     out: set[str] = set()
     for c in knowledge():
         for n in [c["name"], *(c.get("aliases") or [])]:
-            out |= core({s for w in WORD.findall(str(n).lower()) if not common_word(w) for s in normalise(w)})
+            parts = re.findall(r"[a-z0-9']+", str(n).lower())  # "community-acquired": two words, both everyday
+            out |= core({s for w in parts if not common_word(w) for s in normalise(w)})
     return frozenset(out)
 
 
@@ -881,9 +882,17 @@ def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith("?")
 
 
+# An exam rationale's rebuttal ("Loop diuretics are an incorrect option because ...", "pain reproduced by pressing
+# is less characteristic"): the sentence says a claim is wrong, it does not make it.
+REBUTTAL = re.compile(
+    r"(?i)\b(?:is|are|was|were)(?: an?)? (?:incorrect|wrong|not correct|false|a distractor)\b|"
+    r"\bincorrect (?:option|answer|choice)s?\b|\bless (?:characteristic|typical)\b|\bmore typical of\b"
+)
+
+
 def _rule_hit(rule: Rule, sentence: str) -> bool:
-    if LISTED_NOT.match(sentence):
-        return False  # an item under "Avoid:" or "Myths:" (negate_listed): what is wrong, not a claim of it
+    if LISTED_NOT.match(sentence) or REBUTTAL.search(sentence):
+        return False  # an item under "Avoid:" or "Myths:" (negate_listed), or a rebuttal: what is wrong, not a claim
     if not any(p.search(sentence) for p in rule.patterns):
         return False
     if rule.context and not any(p.search(sentence) for p in rule.context):
@@ -945,7 +954,7 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
             continue
         if condition is not None and "*" not in conds and condition not in conds:
             continue
-        if not any(p.search(sentence) for p in rule.patterns):
+        if not any(p.search(sentence) for p in rule.patterns) or REBUTTAL.search(sentence):
             continue
         if any(u.search(sentence) for u in rule.unless):
             continue  # "quinine plus clindamycin": an antibiotic as a partner drug, not instead of treatment
@@ -969,7 +978,7 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
             )
             # "Please don't buy an antacid and wait it out": a negated imperative governs the verbs joined by "and"
             joined = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b", sentence[: m.start()])[-1]
-            forbids = re.match(r"\s*(?:please\s+)?(?:don't|do not|never)\b", joined, re.IGNORECASE)
+            forbids = re.match(r"\s*(?:please\s+)?(?:you\s+|we\s+)?(?:don't|do not|never)\b", joined, re.IGNORECASE)
             if not NEGATION.search(clause) and not NEGATION.search(after) and not warns and not forbids:
                 hits.append(rule)
                 break

@@ -13,6 +13,7 @@ from difflib import SequenceMatcher
 from medqa.quality.factuality import (
     NEGATION,
     NO_REFERENCE_FACT,
+    REBUTTAL,
     Reference,
     factuality,
     is_question,
@@ -175,7 +176,7 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     for claim in probe.forbid:
         # read as the claim labels read it: shorthand written out ("dont wait", "Tab. Atenolol"), then sentences
         for sentence in segments(negate_listed(shorthand(numerals(text)))):  # "Don't:" then "- Drive yourself"
-            if is_question(sentence):
+            if is_question(sentence) or REBUTTAL.search(sentence):
                 continue
             if (
                 find_phrases(claim.terms, sentence)
