@@ -134,3 +134,29 @@ def test_spoken_fillers_and_lay_blood_pressure_are_not_other_conditions():
     c = claims("Roughly speaking: chest pain, sweating and breathlessness; you don't sit and wait to see if it passes.",
                "heart_attack_signs")  # fmt: skip
     assert all(x["label"] != "unsupported" for x in c.values()), c
+
+
+def test_thread_numbering_hashtags_and_inline_myths():
+    text = ("1/ Myth: beta-blockers are the first pill for high blood pressure.\n"
+            "2/ Fact: start with an ACE inhibitor, an ARB, a calcium channel blocker or a thiazide. #BP")  # fmt: skip
+    m = score_answer(text, stopped_eos=True, probe=PROBES["hypertension_first_line"])
+    assert not m["forbidden_claims"] and not m["invented_terms"] and m["quality"] >= 0.7, m
+    c = claims("Myth: you can diagnose malaria from symptoms alone. Fact: confirm it with an RDT.", "malaria_dx_tx")
+    assert all(not x["why"].startswith("wrong") for x in c.values()), c
+
+
+def test_guideline_recommendations_and_translated_class_names():
+    from medqa.quality.vocabulary import invented
+
+    assert invented("Recommendation 1.2: Assess for severe disease, such as convulsions (Grade A).") == ([], [])
+    c = claims("Offer an IEC or an ARA II; the IEC are safe in pregnancy.", "hypertension_first_line")
+    assert any(x["why"].startswith("wrong") for x in c.values()), c  # ACE inhibitors in pregnancy
+    for text, probe in (
+        ("Do not offer drug treatment unless blood pressure stays at or above 180/110.", "hypertension_first_line"),
+        ("After the ACT, give primaquine to prevent relapses of falciparum.", "malaria_dx_tx"),
+        ("Most adults with type 2 diabetes first present with ketoacidosis.", "diabetes_early"),
+    ):
+        c = claims(text, probe)
+        assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
+    c = claims("Give IV artesunate for at least 24 hours and until they can tolerate oral medication.", "malaria_dx_tx")
+    assert all(not x["why"].startswith("wrong") for x in c.values()), c

@@ -266,6 +266,10 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:because|since|due to)\b[^,;.]*", " "),
         # "Thirsty no matter how much you drink": however much, not a denial.
         (r"\bno matter (?:how|what|when|where|who)\b[^,;.]*", " "),
+        # "Do not use rectal artesunate as a substitute for full treatment": a caution about its place.
+        (r"\b(?:don't|do not|never|not)\s+(?:use|give|take)\b[^,;.]*\bas an? (?:substitute|replacement)\b[^,;.]*", " "),
+        # "Not only a pill; it is changing how we eat": more than that, not a denial of it.
+        (r"\bnot (?:only|just|simply|merely)\b", " "),
         # "Don't just take iron and ignore it": do more than that, not a denial of it.
         (r"\b(?:don't|do not)\s+(?:just|only|simply)\b[^,;.]*", " "),
         # "Do not wait / delay / hesitate" urges action.
@@ -676,7 +680,8 @@ def reference_from_answer(question: str, reference_answer: str) -> Reference:
 
 # --- items ---------------------------------------------------------------------------------------------------
 
-MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}[.)])\s+")  # "- x", "1. x", "2.3 x"
+# "- x", "1. x", "2.3 x", and a thread's "1/ x"
+MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}[.)]|\d{1,2}/)\s+")
 SENTENCE = re.compile(
     r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])"
     # a text message's sentences start in lower case: "no single drug. guidelines say ..." (not after "etc.")
@@ -730,7 +735,10 @@ NEGATED_HEADER = re.compile(
 
 
 # (prose that merely starts with "Not getting enough sunlight is ..." is no such item)
-LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)])?\s*Not (?!(?:getting|having|eating|taking|drinking|enough)\b)(?=\S)")
+LISTED_NOT = re.compile(r"\s*(?:[-*•]|\d+[.)/])?\s*Not (?!(?:getting|having|eating|taking|drinking|enough)\b)(?=\S)")
+
+
+INLINE_MYTH = re.compile(r"^(\s*(?:[-*•]|\d{1,3}[.)/])?\s*)(?i:myths?)(?:\s*#?\d+)?\s*[:–—-]\s*(?=\S)")
 
 
 def negate_listed(text: str) -> str:
@@ -738,6 +746,8 @@ def negate_listed(text: str) -> str:
     so its items are read as what the header says they are: things not to do, or not true."""
     out, negating, just_under = [], False, False
     for line in text.splitlines():
+        # "Myth: beta-blockers come first" (a thread's or a leaflet's myth-and-fact pair) says X is not so
+        line = INLINE_MYTH.sub(lambda m: m.group(1) + "Not ", line)
         bare = line.strip().strip("*_# ").rstrip("*_ ")
         marked = MARKER.match(line.strip())
         if marked and negating:
@@ -821,12 +831,16 @@ _SHORTHAND = (
     (re.compile(r"\bOD\b"), "once daily"),
     (re.compile(r"\bBD\b"), "twice daily"),
     (re.compile(r"\bTDS\b"), "three times daily"),
+    # a French-speaking prescriber's classes: IEC (ACE inhibitor), ARA II (ARB)
+    (re.compile(r"\bIECs?\b"), "ACE inhibitor"),
+    (re.compile(r"\bARA[- ]?(?:II|2)\b"), "ARB"),
     # a text message's: "u", "ur", "ppl", "mins", "hrs"
     (re.compile(r"\bu\b"), "you"),
     (re.compile(r"\bur\b"), "your"),
     (re.compile(r"\bppl\b", re.IGNORECASE), "people"),
     (re.compile(r"\b(min|hr)s\b", re.IGNORECASE), lambda m: {"min": "minutes", "hr": "hours"}[m[1].lower()]),
     (re.compile(r"\*\*|__"), ""),  # markdown bold: "**Diet:** less salt"
+    (re.compile(r"(?<![\w&])#[A-Za-z]\w*"), ""),  # a post's hashtags: "#HeartHealth"
 )
 
 

@@ -11,6 +11,7 @@ import re
 from difflib import SequenceMatcher
 
 from medqa.quality.factuality import (
+    LISTED_NOT,
     NEGATION,
     NO_REFERENCE_FACT,
     REBUTTAL,
@@ -176,7 +177,7 @@ def fact_check(text: str, probe: Probe) -> tuple[float | None, list[str], list[s
     for claim in probe.forbid:
         # read as the claim labels read it: shorthand written out ("dont wait", "Tab. Atenolol"), then sentences
         for sentence in segments(negate_listed(shorthand(numerals(text)))):  # "Don't:" then "- Drive yourself"
-            if is_question(sentence) or REBUTTAL.search(sentence):
+            if is_question(sentence) or REBUTTAL.search(sentence) or LISTED_NOT.match(sentence):
                 continue
             if (
                 find_phrases(claim.terms, sentence)

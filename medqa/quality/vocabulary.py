@@ -345,6 +345,10 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         possessive = bool(re.search(r"('s|’s|s')\s", match.group(0)))
         if any(p in KNOWN_EPONYMS for p in parts):
             continue
+        before = text[: match.start(1)].rstrip()
+        initial = not before or before[-1] in ".!?:;\n*•-" or bool(re.search(r"\d[./)]$", before))
+        if initial and not possessive and len(parts) == 1:
+            continue  # "Recommendation 1.2: Assess for severe disease": a sentence's first word, not a surname
         if not possessive and any(real_word(p, extra) and common_word(p) for p in parts):
             continue  # "Chest pain", "Heart rate": capitalised everyday words; "Marsh's sign" is still a name
         # A surname the English list happens to hold ("Brennan", "Hartmann") is still a name; a word it holds that is
@@ -405,9 +409,13 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
     return out
 
 
+HASHTAG = re.compile(r"(?<![\w&])#[A-Za-z]\w*")
+
+
 def invented(text: str, known_words: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """(drug-like words, invented words): `invented_terms` (drug-shaped names) plus `invented_names` (names of
     any shape), each word once, in order of appearance."""
+    text = HASHTAG.sub(" ", text)  # "#HeartHealth" tags a post; it names no drug
     candidates, shaped = invented_terms(text, known_words)
     # A drug-shaped word that the reference files name is real ("histidine" of histidine-rich protein 2).
     shaped = [w for w in shaped if not (_variants(w) & asset_words())]
