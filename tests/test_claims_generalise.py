@@ -160,3 +160,14 @@ def test_guideline_recommendations_and_translated_class_names():
         assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
     c = claims("Give IV artesunate for at least 24 hours and until they can tolerate oral medication.", "malaria_dx_tx")
     assert all(not x["why"].startswith("wrong") for x in c.values()), c
+
+
+def test_harm_is_not_denied_by_what_follows_rather_than_or_a_reason():
+    for text, probe in (
+        ("Chest pain to the arm: drive yourself to hospital rather than wait for an ambulance.", "heart_attack_signs"),
+        ("Give primaquine to all; G6PD testing isn't necessary because the drug doesn't harm red cells.",
+         "malaria_dx_tx"),
+        ("Chest pain and sweating: tell them not to bother calling 999 unless they collapse.", "heart_attack_signs"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        assert any(x["why"].startswith("harm") for x in c.values()), (text, c)

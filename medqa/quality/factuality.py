@@ -980,10 +980,12 @@ def _harm_hits(sentence: str, condition: str | None) -> tuple[Rule, ...]:
             # treat malaria") denies it; one inside the match is the advice itself ("no need to see a doctor").
             # "not to wait and see whether it passes": the negation reaches across "wait and"
             clause = re.split(r"[,;:.—–]|\bbut\b|\bthen\b|\bso\b|(?<!wait )\band\b", sentence[: m.start()])[-1]
-            after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when)\b", sentence[m.end() :])[0]
+            after = re.split(r"[,;:.—–]|\bbut\b|\b(?:if|unless|when|because|since)\b", sentence[m.end() :])[0]
             after = " ".join(after.split()[:4])  # "antibiotics do not treat malaria"; not a later "do not restart"
             # a purpose is no denial of the advice: "stop taking the tablets to avoid side effects"
             after = re.sub(r"^\s*(?:so as |in order )?to avoid\b.*", "", after)
+            # "drive yourself rather than wait for an ambulance": what follows "rather than" is the thing not done
+            after = re.sub(r"\b(?:rather than|instead of)\b.*", "", after)
             # "Stopping TB treatment early can lead to resistance" warns about the act; it does not advise it.
             warns = re.search(
                 r"\b(?:can|may|could|will|might) (?:lead|cause|result|make)|\bleads? to\b|\bcosts?\b|"
