@@ -98,7 +98,8 @@ HEDGE = re.compile(
     r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
     r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
-    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal)\b|\bnot always\b|"
+    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal|calm|ease|subside|resolve)\b|"
+    r"\bnot always\b|"
     r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)|\bnot diagnostic\b|"
     r"\b(?:don't|do not|never) \w+ [^,;.]{0,20}\bif (?:you're|you are|they're|they are) allergic[^,;.]*|"
     r"\b(?:don't|do not|doesn't|does not) rule (?:one|it|this|that|a heart attack)? ?out\b|"
@@ -268,6 +269,8 @@ NOT_A_DENIAL = tuple(
         (r"\bno matter (?:how|what|when|where|who)\b[^,;.]*", " "),
         # "Do not use rectal artesunate as a substitute for full treatment": a caution about its place.
         (r"\b(?:don't|do not|never|not)\s+(?:use|give|take)\b[^,;.]*\bas an? (?:substitute|replacement)\b[^,;.]*", " "),
+        # "Not a tablet but a change of diet": the negation is the first half's; the item's claim is the second's.
+        (r"\bnot\b[^,;.]{0,40}?\bbut\b", " "),
         # "Not only a pill; it is changing how we eat": more than that, not a denial of it.
         (r"\bnot (?:only|just|simply|merely)\b", " "),
         # "Don't just take iron and ignore it": do more than that, not a denial of it.
