@@ -171,3 +171,35 @@ def test_harm_is_not_denied_by_what_follows_rather_than_or_a_reason():
     ):  # fmt: skip
         c = claims(text, probe)
         assert any(x["why"].startswith("harm") for x in c.values()), (text, c)
+
+
+def test_leaflet_advice_on_doses_and_interactions_is_no_harm():
+    for text, probe in (
+        ("If you miss a dose, take it when you remember unless it is nearly time for the next one, then skip it.",
+         "iron_anemia_causes"),
+        ("With GTN, use one puff, wait 5 minutes, take a second dose if the pain persists, then call 999.",
+         "heart_attack_signs"),
+        ("Blood loss or a poor diet; take the tablets apart from tea and some antibiotics.", "iron_anemia_causes"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        assert all(not x["why"].startswith("harm") for x in c.values()), (text, c)
+    # a contraindication in a group denies nothing of the drug
+    c = claims("An ACE inhibitor such as lisinopril is first-line; it must not be used in pregnancy.",
+               "hypertension_first_line")  # fmt: skip
+    assert all(x["label"] != "unsupported" for x in c.values()), c
+    # ... and waiting without the nitrate is still a delay
+    c = claims("Chest pain and sweating: wait 5 minutes and see if it passes.", "heart_attack_signs")
+    assert any(x["why"].startswith("harm") for x in c.values()), c
+
+
+def test_new_wrong_claims_of_round_eighteen():
+    for text, probe in (
+        ("Heart attack pain always goes down the left arm, so if it's in the jaw it's not the heart.",
+         "heart_attack_signs"),
+        ("Type 2 only ever happens in people over 60.", "diabetes_early"),
+        ("The first sign is that you stop feeling thirsty and pee much less.", "diabetes_early"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
+    c = claims("For teens it is heavy periods and not eating much iron-rich food.", "iron_anemia_causes")
+    assert all(x["label"] != "unsupported" for x in c.values()), c

@@ -98,8 +98,8 @@ HEDGE = re.compile(
     r"\b(?:you )?(?:can't|cannot|can not|don't|do not) (?:see|notice)\b|\bcannot be seen\b|"
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
     r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
-    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal|calm|ease|subside|resolve)\b|"
-    r"\bnot always\b|"
+    r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal|calm|ease|subside|"
+    r"resolve)\b|\bnot always\b|"
     r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)|\bnot diagnostic\b|"
     r"\b(?:don't|do not|never) \w+ [^,;.]{0,20}\bif (?:you're|you are|they're|they are) allergic[^,;.]*|"
     r"\b(?:don't|do not|doesn't|does not) rule (?:one|it|this|that|a heart attack)? ?out\b|"
@@ -271,6 +271,12 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:don't|do not|never|not)\s+(?:use|give|take)\b[^,;.]*\bas an? (?:substitute|replacement)\b[^,;.]*", " "),
         # "Not a tablet but a change of diet": the negation is the first half's; the item's claim is the second's.
         (r"\bnot\b[^,;.]{0,40}?\bbut\b", " "),
+        # "Must not be used in pregnancy": a contraindication in a group, not a denial of the drug.
+        (
+            r"\b(?:must not|mustn't|should not|shouldn't|not|never|cannot|can't)\s+(?:be\s+)?(?:used|taken|given)\s+"
+            r"(?:in|during|by|if|for|with)\s+(?:pregnan\w*|women|people|those|patients?|children|kidney|severe)\b[^,;.]*",
+            " ",
+        ),
         # "Not only a pill; it is changing how we eat": more than that, not a denial of it.
         (r"\bnot (?:only|just|simply|merely)\b", " "),
         # "Don't just take iron and ignore it": do more than that, not a denial of it.
@@ -907,6 +913,13 @@ REBUTTAL = re.compile(
 )
 
 
+# An item that says too little of something comes in ("not eating much iron-rich food", "doesn't get enough iron").
+ITEM_LACK = re.compile(
+    r"(?i)\b(?:not|don't|doesn't|isn't|aren't|never)\s+(?:\w+\s+)?(?:eat|get|hav|tak|absorb|contain|drink|consum)\w*\s+"
+    r"(?:much|many|enough|a lot|any)\b"
+)
+
+
 def _rule_hit(rule: Rule, sentence: str) -> bool:
     if LISTED_NOT.match(sentence) or REBUTTAL.search(sentence):
         return False  # an item under "Avoid:" or "Myths:" (negate_listed), or a rebuttal: what is wrong, not a claim
@@ -935,6 +948,8 @@ DIFFERENTIAL = re.compile(
 # cholesterol", "risk factors such as family history") names a risk factor, neither a sign nor another condition's fact.
 RISK_CONTEXT = re.compile(
     r"(?i)\b(?:risk factors?|(?:especially|particularly|more likely|more common) (?:in|if|for|with|among)|"
+    # ... or what a drug is kept apart from: "take it away from tea, antacids and levothyroxine"
+    r"(?:away|apart|separately) from|interacts? with|"
     r"in (?:a |any )?(?:person|people|someone|anyone|patients?|adults?) (?:with|who)|if (?:overweight|obese))\b"
 )
 
@@ -1075,7 +1090,9 @@ def _ref_context(ref: Reference | None) -> _RefContext:
         for n in [entry["name"], *(entry.get("aliases") or [])]:
             name_words |= set(normalise(str(n)))
     own = Pool(ref.facts if ref else ())
-    own_denials = Pool(f for f in own.facts if f.negated)
+    # what a denial may mean instead of contradicting a fact: a denying fact, or one that states a lack ("not eating
+    # much iron-rich food" is the cause "a diet low in iron-rich foods", not a denial of "iron-rich foods")
+    own_denials = Pool(f for f in own.facts if f.negated or DEFICIT.search(f.text))
     # Another condition's summary is background prose, not a fact an item could wrongly state.
     others = Pool(
         [f for f in knowledge_facts() if f.condition != ref.condition and f.aspect != "summary"]
@@ -1131,7 +1148,10 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 # A denial that a denying fact explains more of is that fact, not a contradiction of a shorter one
                 # ("artemisinin drugs should not be used on their own" is the monotherapy caution, not "not ACT").
                 s_neg, f_neg, sh_neg = _best(stems, own_denials, denies=denies, pol=pol)
-                if f_neg is not None and s_neg >= MATCH and weight(sh_neg) > weight(sh_own):
+                # (a fact that states a lack needs only to explain as much: "not eating much iron-rich food")
+                lack = bool(ITEM_LACK.search(it.text)) and f_neg is not None and not f_neg.negated
+                lack = lack and weight(sh_neg) >= weight(sh_own)
+                if f_neg is not None and s_neg >= MATCH and (weight(sh_neg) > weight(sh_own) or lack):
                     s_own, f_own = s_neg, f_neg
             i_own = _best(stems, own, item_only=True)[0]
             s_other, f_other, sh_other = _best(stems, others, item_only=True)
