@@ -203,3 +203,21 @@ def test_new_wrong_claims_of_round_eighteen():
         assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
     c = claims("For teens it is heavy periods and not eating much iron-rich food.", "iron_anemia_causes")
     assert all(x["label"] != "unsupported" for x in c.values()), c
+
+
+def test_new_claims_and_readings_of_round_nineteen():
+    for text, probe, kind in (
+        ("Thirst and tiredness; no need to trek into the clinic, just cut out sugar.", "diabetes_early", "harm"),
+        ("Diagnosis is clinical: a fever after travel is enough to call it.", "malaria_dx_tx", "wrong"),
+        ("Chloroquine is still first line, since the parasite never developed resistance to it.", "malaria_dx_tx",
+         "wrong"),
+        ("It becomes official once your HbA1c reaches 5.8%.", "diabetes_early", "wrong"),
+        ("Thirst is common; the cut-off is a fasting sugar above about 4.5 mmol/L, which means diabetes.",
+         "diabetes_early", "wrong"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        assert any(x["why"].startswith(kind) for x in c.values()), (text, c)
+    c = claims("Confirm it with an RDT and treat with an ACT; artemisinin on its own is a no-no.", "malaria_dx_tx")
+    assert all(not x["why"].startswith("wrong") for x in c.values()), c
+    c = claims("Chest discomfort, sweating, or 'indigestion' that just won't behave.", "heart_attack_signs")
+    assert all(x["label"] != "unsupported" for x in c.values()), c

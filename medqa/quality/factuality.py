@@ -99,7 +99,7 @@ HEDGE = re.compile(
     r"\bnot (?:everyone|everybody|all(?: people| patients)?) (?:gets?|has|have|experiences?|feels?)\b|"
     r"\b(?:don't|do not|doesn't|does not) (?:connect|realise|realize|recogni[sz]e|link|associate)\b|\bnot allergic\b|"
     r"\b(?:won't|will not|doesn't|does not|don't|do not) (?:go away|settle|stop|improve|heal|calm|ease|subside|"
-    r"resolve)\b|\bnot always\b|"
+    r"resolve|behave|shift|budge|let up)\b|\bnot always\b|"
     r"\bnot of [^,;.:]*(?:origin|descent|heritage|background|ethnicity)|\bnot diagnostic\b|"
     r"\b(?:don't|do not|never) \w+ [^,;.]{0,20}\bif (?:you're|you are|they're|they are) allergic[^,;.]*|"
     r"\b(?:don't|do not|doesn't|does not) rule (?:one|it|this|that|a heart attack)? ?out\b|"
@@ -909,7 +909,8 @@ def is_question(sentence: str) -> bool:
 # is less characteristic"): the sentence says a claim is wrong, it does not make it.
 REBUTTAL = re.compile(
     r"(?i)\b(?:is|are|was|were)(?: an?)? (?:incorrect|wrong|not correct|false|a distractor)\b|"
-    r"\bincorrect (?:option|answer|choice)s?\b|\bless (?:characteristic|typical)\b|\bmore typical of\b"
+    r"\bincorrect (?:option|answer|choice)s?\b|\bless (?:characteristic|typical)\b|\bmore typical of\b|"
+    r"\b(?:is|are) (?:a )?(?:big )?no-no\b|\b(?:is|are) a bad idea\b"
 )
 
 
