@@ -221,3 +221,12 @@ def test_new_claims_and_readings_of_round_nineteen():
     assert all(not x["why"].startswith("wrong") for x in c.values()), c
     c = claims("Chest discomfort, sweating, or 'indigestion' that just won't behave.", "heart_attack_signs")
     assert all(x["label"] != "unsupported" for x in c.values()), c
+
+
+def test_bracketed_glosses_limits_on_an_excess_and_the_ace_arb_combination():
+    c = claims("Too much cow's milk [leche de vaca] in toddlers; they shouldn't drink more than 2 cups a day.",
+               "iron_anemia_causes")  # fmt: skip
+    assert all(x["label"] != "unsupported" for x in c.values()), c
+    c = claims("Doctors often combine an ACE inhibitor like lisinopril with an ARB like losartan to start.",
+               "hypertension_first_line")  # fmt: skip
+    assert any(x["why"].startswith("wrong") for x in c.values()), c

@@ -698,7 +698,7 @@ SENTENCE = re.compile(
     r"(?<!\b[Nn]o\.)\s+(?=[a-z])"
 )
 ENUM_SPLIT = re.compile(
-    r"\s*(?:[,;()]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
+    r"\s*(?:[,;()\[\]]|\s[-–]\s|—|\band\b|\bor\b|\bplus\b|\bas well as\b|\balong with\b|\btogether with\b)\s*",
     re.IGNORECASE,
 )
 
@@ -912,6 +912,11 @@ REBUTTAL = re.compile(
     r"\bincorrect (?:option|answer|choice)s?\b|\bless (?:characteristic|typical)\b|\bmore typical of\b|"
     r"\b(?:is|are) (?:a )?(?:big )?no-no\b|\b(?:is|are) a bad idea\b"
 )
+
+
+# A fact about an excess ("drinking too much cow's milk") and an item that sets a limit ("no more than 2 cups").
+EXCESS = re.compile(r"(?i)\b(?:too much|too many|excess\w*|overuse)\b")
+LIMIT = re.compile(r"(?i)\b(?:more than|over|above|exceed\w*|limit\w*|at most|up to)\b")
 
 
 # An item that says too little of something comes in ("not eating much iron-rich food", "doesn't get enough iron").
@@ -1173,6 +1178,8 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 elif (
                     ((denies and not f_own.negated) or opposite)
                     and not (denies and DEFICIT.search(f_own.text))
+                    # "shouldn't drink more than 2 cups" against "drinking too much cow's milk": a limit on the excess
+                    and not (denies and EXCESS.search(f_own.text) and LIMIT.search(it.text))
                     # "not safe in pregnancy" against "avoided in pregnancy": a caution states the same denial
                     and not (denies and NEGATION.search(f_own.text))
                 ):
