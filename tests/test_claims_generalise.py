@@ -16,6 +16,15 @@ def claims(answer: str, probe: str) -> dict[str, dict]:
     return {c["item"]: c for c in label_items(answer, reference_for_probe(PROBES[probe]))}
 
 
+def nothing_unsupported(c: dict[str, dict]) -> None:
+    assert all(x["label"] != "unsupported" for x in c.values()), c
+
+
+def some_labelled(c: dict[str, dict], why: str, context: object = None) -> None:
+    """At least one item's reason starts with `why` ("wrong", "harm")."""
+    assert any(x["why"].startswith(why) for x in c.values()), (context, c)
+
+
 def test_invented_names_of_any_shape_but_not_real_or_clinical_words():
     text = "Doctors add zentravolix or ambrelicor; levothyroxine, hyperuricaemia, monotherapy and Hashimoto are real."
     assert invented_names(text) == ["zentravolix", "ambrelicor"]
@@ -91,7 +100,7 @@ def test_made_up_qualifiers_of_a_condition_and_real_acronyms_and_british_spellin
 def test_risk_factors_and_history_are_asides_not_claims():
     c = claims("Chest pain with sweating, especially in someone with diabetes, high cholesterol or who smokes.",
                "heart_attack_signs")  # fmt: skip
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
     c = claims("Quinine was the mainstay for three centuries but has been superseded by artemisinin combinations.",
                "malaria_dx_tx")  # fmt: skip
     assert all(not x["why"].startswith("wrong") for x in c.values()), c
@@ -109,7 +118,7 @@ def test_new_wrong_and_harmful_claims_of_round_fifteen():
         ("It is poor diet, so no further tests are needed.", "iron_anemia_causes", "harm"),
     ):  # fmt: skip
         c = claims(text, probe)
-        assert any(x["why"].startswith(kind) for x in c.values()), (text, c)
+        some_labelled(c, kind, text)
     # ... and the advice to test first is no advice to stop medicine
     c = claims("Do not take antimalarial tablets without a test; confirm it with an RDT first.", "malaria_dx_tx")
     assert all(not x["why"].startswith("harm") for x in c.values()), c
@@ -124,16 +133,16 @@ def test_an_exam_rationale_rebuts_wrong_options_without_claiming_them():
     assert not m["forbidden_claims"] and m["quality"] >= 0.7, (m["forbidden_claims"], m["quality"])
     # ... but a wrong option stated as the answer is still wrong
     c = claims("The correct answer is a loop diuretic such as furosemide as first-line.", "hypertension_first_line")
-    assert any(x["why"].startswith("wrong") for x in c.values()), c
+    some_labelled(c, "wrong")
 
 
 def test_spoken_fillers_and_lay_blood_pressure_are_not_other_conditions():
     c = claims("If your pressure stays high on repeat checks, tablets are added, usually amlodipine.",
                "hypertension_first_line")  # fmt: skip
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
     c = claims("Roughly speaking: chest pain, sweating and breathlessness; you don't sit and wait to see if it passes.",
                "heart_attack_signs")  # fmt: skip
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
 
 
 def test_thread_numbering_hashtags_and_inline_myths():
@@ -150,14 +159,14 @@ def test_guideline_recommendations_and_translated_class_names():
 
     assert invented("Recommendation 1.2: Assess for severe disease, such as convulsions (Grade A).") == ([], [])
     c = claims("Offer an IEC or an ARA II; the IEC are safe in pregnancy.", "hypertension_first_line")
-    assert any(x["why"].startswith("wrong") for x in c.values()), c  # ACE inhibitors in pregnancy
+    some_labelled(c, "wrong")  # ACE inhibitors in pregnancy
     for text, probe in (
         ("Do not offer drug treatment unless blood pressure stays at or above 180/110.", "hypertension_first_line"),
         ("After the ACT, give primaquine to prevent relapses of falciparum.", "malaria_dx_tx"),
         ("Most adults with type 2 diabetes first present with ketoacidosis.", "diabetes_early"),
     ):
         c = claims(text, probe)
-        assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
+        some_labelled(c, "wrong", text)
     c = claims("Give IV artesunate for at least 24 hours and until they can tolerate oral medication.", "malaria_dx_tx")
     assert all(not x["why"].startswith("wrong") for x in c.values()), c
 
@@ -170,7 +179,7 @@ def test_harm_is_not_denied_by_what_follows_rather_than_or_a_reason():
         ("Chest pain and sweating: tell them not to bother calling 999 unless they collapse.", "heart_attack_signs"),
     ):  # fmt: skip
         c = claims(text, probe)
-        assert any(x["why"].startswith("harm") for x in c.values()), (text, c)
+        some_labelled(c, "harm", text)
 
 
 def test_leaflet_advice_on_doses_and_interactions_is_no_harm():
@@ -186,10 +195,10 @@ def test_leaflet_advice_on_doses_and_interactions_is_no_harm():
     # a contraindication in a group denies nothing of the drug
     c = claims("An ACE inhibitor such as lisinopril is first-line; it must not be used in pregnancy.",
                "hypertension_first_line")  # fmt: skip
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
     # ... and waiting without the nitrate is still a delay
     c = claims("Chest pain and sweating: wait 5 minutes and see if it passes.", "heart_attack_signs")
-    assert any(x["why"].startswith("harm") for x in c.values()), c
+    some_labelled(c, "harm")
 
 
 def test_new_wrong_claims_of_round_eighteen():
@@ -200,9 +209,9 @@ def test_new_wrong_claims_of_round_eighteen():
         ("The first sign is that you stop feeling thirsty and pee much less.", "diabetes_early"),
     ):  # fmt: skip
         c = claims(text, probe)
-        assert any(x["why"].startswith("wrong") for x in c.values()), (text, c)
+        some_labelled(c, "wrong", text)
     c = claims("For teens it is heavy periods and not eating much iron-rich food.", "iron_anemia_causes")
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
 
 
 def test_new_claims_and_readings_of_round_nineteen():
@@ -216,17 +225,17 @@ def test_new_claims_and_readings_of_round_nineteen():
          "diabetes_early", "wrong"),
     ):  # fmt: skip
         c = claims(text, probe)
-        assert any(x["why"].startswith(kind) for x in c.values()), (text, c)
+        some_labelled(c, kind, text)
     c = claims("Confirm it with an RDT and treat with an ACT; artemisinin on its own is a no-no.", "malaria_dx_tx")
     assert all(not x["why"].startswith("wrong") for x in c.values()), c
     c = claims("Chest discomfort, sweating, or 'indigestion' that just won't behave.", "heart_attack_signs")
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
 
 
 def test_bracketed_glosses_limits_on_an_excess_and_the_ace_arb_combination():
     c = claims("Too much cow's milk [leche de vaca] in toddlers; they shouldn't drink more than 2 cups a day.",
                "iron_anemia_causes")  # fmt: skip
-    assert all(x["label"] != "unsupported" for x in c.values()), c
+    nothing_unsupported(c)
     c = claims("Doctors often combine an ACE inhibitor like lisinopril with an ARB like losartan to start.",
                "hypertension_first_line")  # fmt: skip
-    assert any(x["why"].startswith("wrong") for x in c.values()), c
+    some_labelled(c, "wrong")
