@@ -44,7 +44,7 @@ import yaml
 from medqa.core.paths import ASSETS
 from medqa.quality.lexicon import STOPWORDS
 from medqa.quality.probe_specs import find_phrases
-from medqa.quality.vocabulary import clinical_term, common_word
+from medqa.quality.vocabulary import HASHTAG, clinical_term, common_word
 from medqa.quality.vocabulary import invented as invented_terms
 from medqa.settings.probes import Probe
 
@@ -849,7 +849,7 @@ _SHORTHAND = (
     (re.compile(r"\bppl\b", re.IGNORECASE), "people"),
     (re.compile(r"\b(min|hr)s\b", re.IGNORECASE), lambda m: {"min": "minutes", "hr": "hours"}[m[1].lower()]),
     (re.compile(r"\*\*|__"), ""),  # markdown bold: "**Diet:** less salt"
-    (re.compile(r"(?<![\w&])#[A-Za-z]\w*"), ""),  # a post's hashtags: "#HeartHealth"
+    (HASHTAG, ""),  # a post's hashtags: "#HeartHealth" (the invented-name check drops them too)
 )
 
 
