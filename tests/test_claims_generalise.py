@@ -239,3 +239,71 @@ def test_bracketed_glosses_limits_on_an_excess_and_the_ace_arb_combination():
     c = claims("Doctors often combine an ACE inhibitor like lisinopril with an ARB like losartan to start.",
                "hypertension_first_line")  # fmt: skip
     some_labelled(c, "wrong")
+
+
+def test_new_wrong_claims_of_rounds_twenty_to_twenty_two():
+    """Each worded for this test after the rule it checks (blind sets 111-122 had other words)."""
+    for text, probe, kind in (
+        ("Thirst and passing urine often; regular nosebleeds are another early sign of high sugar.", "diabetes_early",
+         "wrong"),
+        ("Type 2 diabetes typically causes its symptoms suddenly, over a couple of days.", "diabetes_early", "wrong"),
+        ("ACE inhibitors or a thiazide; adding extra salt to meals makes the tablets work better.",
+         "hypertension_first_line", "wrong"),
+        ("A thiazide or a CCB, and we routinely start spironolactone at diagnosis as well.", "hypertension_first_line",
+         "wrong"),
+        ("In young women a poor diet matters more, as normal periods lose only a tiny amount of iron.",
+         "iron_anemia_causes", "wrong"),
+        ("Chest pain and sweating; older people are less likely to have atypical symptoms than the young.",
+         "heart_attack_signs", "wrong"),
+        ("For severe malaria the first-line treatment is oral tablets of artemether-lumefantrine.", "malaria_dx_tx",
+         "wrong"),
+        ("Treat with an ACT; the spare tablets can be saved for your next holiday.", "malaria_dx_tx", "harm"),
+        ("Take the ACT only until the fever settles, then stop.", "malaria_dx_tx", "harm"),
+        ("Blood loss or diet; in older men we don't usually bother with a colonoscopy.", "iron_anemia_causes", "harm"),
+    ):  # fmt: skip
+        some_labelled(claims(text, probe), kind, text)
+    for text, probe in (
+        ("Beta-blockers are now second-line for uncomplicated hypertension; start with an ACE inhibitor.",
+         "hypertension_first_line"),
+        ("Injectable artesunate (IV or IM) is the treatment of choice for severe malaria, then a full ACT course.",
+         "malaria_dx_tx"),
+    ):  # fmt: skip
+        assert not any(x["why"].startswith("wrong") for x in claims(text, probe).values()), text
+        m = score_answer(text, stopped_eos=True, probe=PROBES[probe])
+        assert not m["forbidden_claims"], (text, m["forbidden_claims"])
+
+
+def test_questions_claim_nothing_and_local_words_are_read():
+    # A tutor asks, then answers: the question is no advice to wait.
+    text = ("What does the pain feel like? A pressure or heaviness in the chest, with a cold sweat. Should you wait to "
+            "see if it passes? No; call emergency services.")  # fmt: skip
+    c = claims(text, "heart_attack_signs")
+    assert c["Should you wait to see if it passes"]["why"].startswith("a question"), c
+    nothing_unsupported(c)
+    # "Not every heart attack ..." qualifies; "seek emergency care" is the emergency call, not depression's "seek help".
+    c = claims("Not every heart attack starts with crushing chest pain, so seek emergency care.", "heart_attack_signs")
+    nothing_unsupported(c)
+    # Brand names, "giving blood", "H. pylori".
+    c = claims("Heavy periods, ibuprofen (Nurofen) and giving blood very often; H. pylori can too.",
+               "iron_anemia_causes")  # fmt: skip
+    nothing_unsupported(c)
+    assert sum(x["label"] == "supported" for x in c.values()) >= 3, c
+
+
+def test_an_invented_eponym_of_any_sign_word_is_caught():
+    assert invented_names("Doctors may notice Mersey's fold across the palm.") == ["mersey"]
+    assert invented_names("Watch for Marston's crescent under the nails.") == ["marston"]
+    assert invented_names("Korotkoff sounds are heard with the cuff.") == []
+
+
+def test_a_stopped_paragraphs_inline_run_is_no_drifting_list():
+    text = (
+        "Many have no symptoms. Risk groups include people who are overweight, those with a family history, "
+        "and those of Aboriginal, Torres Strait Islander, South Asian, Pacific Islander or Chinese background."
+    )
+    prose = score_answer(text, stopped_eos=True, probe=PROBES["diabetes_early"])
+    assert "runaway_list" not in prose["flags"] and prose["list_drift"] == 0.0
+    cut = score_answer("Early signs:\n" + "\n".join(f"- {w}" for w in ("thirst", "tiredness", "sore throat",
+                       "earache", "a runny nose", "sneezing", "itchy eyes")), stopped_eos=True,
+                       probe=PROBES["diabetes_early"])  # fmt: skip
+    assert cut["list_drift"] > 0.5 and "runaway_list" in cut["flags"]

@@ -315,3 +315,28 @@ def test_a_specific_claim_nothing_checks_keeps_an_answer_below_verified():
         good + novel, stopped_eos=True, probe=SEED["heart_attack_signs"], settings=QualitySettings(unchecked_cap=1.0)
     )
     assert off["quality"] == plain["quality"] and "unchecked_claims" not in off["flags"]
+
+
+def test_one_wrong_item_in_a_long_right_list_keeps_an_answer_below_verified():
+    """A list of many right signs with one of another condition (blind set 116: "a persistent dry cough with fever
+    over several days" among heart-attack signs) costs little in precision, but the item is labelled unsupported,
+    so the answer scores at most quality.unsupported_cap; unsupported_cap=1 turns the cap off."""
+    good = (
+        "Typical warning signs include:\n- Pressure or squeezing pain in the chest\n- Pain spreading to the left arm,"
+        " jaw or back\n- Shortness of breath and cold sweats\n- Nausea or lightheadedness\n"
+    )
+    wrong = "- A persistent dry cough with fever over several days\n"
+    end = "If these occur, call emergency services immediately."
+    plain, capped = score(good + end, "heart_attack_signs"), score(good + wrong + end, "heart_attack_signs")
+    assert plain["quality"] >= 0.9 and plain["precision"] == 1.0
+    assert capped["precision"] < 1 and "unsupported_claims" in capped["flags"]
+    assert capped["quality"] == QualitySettings().unsupported_cap < 0.9
+    off = score_answer(
+        good + wrong + end,
+        stopped_eos=True,
+        probe=SEED["heart_attack_signs"],
+        settings=QualitySettings(unsupported_cap=1.0),
+    )
+    assert off["quality"] > 0.8
+    with pytest.raises(ValueError, match=r"quality\.unsupported_cap=-0\.1: must be in \[0, 1\]"):
+        QualitySettings(unsupported_cap=-0.1)

@@ -287,6 +287,8 @@ NOT_A_DENIAL = tuple(
         (r"\b(?:never|not|don't|do not|wouldn't|won't|without)\s+(?:notic|see|feel|realis|realiz)\w*", " "),
         # "A rather than B" affirms A ("screening rather than waiting for symptoms"); the denial is B's.
         (r"((?:\w+\W+){0,2})\b(?:rather than|instead of)\b[^,;.]*", r"\1"),
+        # "Not every heart attack starts with crushing pain": some do; a qualification, not a denial.
+        (r"\bnot (?:every|all)\b", " "),
         # "Not always sudden", "not specific": a qualification, not a denial.
         (r"\b(?:does not|doesn't|do not|don't|is not|isn't|are not|aren't|not) always\b", " "),
         (r"\bnot (?:very )?specific\b", " "),
@@ -1132,7 +1134,8 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
         wrong = [] if asks else list(_wrong_hits(ref.wrong if ref else (), it.sentence))
         wrong = [r for r in wrong if _carries(r, it, wrong_done)]
         wrong_done |= {(r.id, it.sentence) for r in wrong}
-        harms = [r for r in _harm_hits(it.sentence, ref.condition if ref else None) if it.sentence not in harm_done]
+        harms = [] if asks else _harm_hits(it.sentence, ref.condition if ref else None)
+        harms = [r for r in harms if it.sentence not in harm_done]
         harms = [r for r in harms if any(p.search(it.text) for p in r.patterns) or not stems or _last_of(items, it)]
         invented = invented_terms(it.text, known_words)[1]
         differential = bool(DIFFERENTIAL.search(it.sentence)) or _after_risk_words(it)
@@ -1211,6 +1214,10 @@ def _labelled(answer: str, ref: Reference | None, known_words: frozenset[str] | 
                 med = medical_words(it.text, stems, own_stems | question | name_words)
                 if med:
                     label, why = "unsupported", f"medical content outside the reference: {', '.join(med[:4])}"
+        if asks and (label == "unsupported" or why == NO_REFERENCE_FACT):
+            # A tutor's "Should you wait to see if it passes? No; call 999": a question claims nothing, though a
+            # checklist's "Thirsty? Passing more urine?" names the facts it asks about.
+            label, why = "irrelevant", "a question (it claims nothing)"
         prev = out[-1] if out else None
         if (
             label == "unsupported"

@@ -152,6 +152,16 @@ def _stems(text: str) -> set[str]:
     return {w[:5] for w in words(text) if len(w) >= 4 and w not in STOPWORDS}
 
 
+def _drift_checked(
+    answer: str, items: list[str], stopped_eos: bool | None, probe: Probe | None, s: QualitySettings
+) -> bool:
+    """A list is checked for drift when it is long and either spans lines or was not ended: the seed's runaway
+    lists. One stopped paragraph's inline run ("an Aboriginal, Torres Strait Islander, South Asian or Chinese
+    background" among risk groups) is prose; its items are labelled like any other (blind sets 1-122: 3 good
+    answers fewer under 0.7, no bad answer more at 0.9 or above)."""
+    return probe is not None and len(items) >= s.drift_min_items and (stopped_eos is False or "\n" in answer.strip())
+
+
 def drift(items: list[str], probe: Probe, facts: frozenset[str] = frozenset()) -> float:
     """Share of the last half of `items` with no content word (>= 4 letters, not a stop word; compared by
     5-letter prefix) in common with the probe's question, expected facts and topic words, nor a lexicon stem
@@ -228,7 +238,9 @@ def score_answer(
         "repeat_run": max(repeat_run(units), repeat_run(items)),
         "loop_run": max(loop_run(units, s.loop_similarity), loop_run(items, s.loop_similarity)),
         "list_items": len(items),
-        "list_drift": drift(items, probe, reference_stems(ref)) if probe and len(items) >= s.drift_min_items else 0.0,
+        "list_drift": drift(items, probe, reference_stems(ref))
+        if _drift_checked(answer, items, stopped_eos, probe, s)
+        else 0.0,
         "drug_terms": drugs,
         "invented_terms": invented,
         "invented_rate": len(invented) / len(drugs) if drugs else 0.0,
@@ -307,7 +319,8 @@ def quality_score(m: dict, s: QualitySettings) -> float:
               x max(0, 1 + harm_points / harm_scale)  (HealthBench-style negative rubric points, <= 0)
               x min(1, n_words / min_words)
     A product, so a fluent answer that says nothing right, or something wrong, cannot score high on form, and
-    one wrong item among right ones costs (1 - P^2): 1 of 5 -> x0.64, 1 of 10 -> x0.81."""
+    one wrong item among right ones costs (1 - P^2): 1 of 5 -> x0.64, 1 of 10 -> x0.81. Then capped: at most
+    unchecked_cap with a specific claim nothing checks, at most unsupported_cap with a claim labelled unsupported."""
     if "empty" in m["flags"]:
         return 0.0
     c = {
@@ -345,6 +358,12 @@ def quality_score(m: dict, s: QualitySettings) -> float:
     # (a novel wrong claim is, by definition, in no reference). Such an answer scores at most unchecked_cap.
     if m.get("unchecked"):
         quality = min(quality, s.unchecked_cap)
+    # Nor is an answer with a claim labelled unsupported: one wrong item among many right ones costs little in
+    # precision (1 of 12 -> x0.85), yet it is the error the scorer exists to catch. At most unsupported_cap
+    # (0.8), so "verified" means nothing checked came out wrong. On the 122 labelled sets: mean AUC 0.9851 ->
+    # 0.9866, bad answers at 0.9 or more 26 -> 23, good answers under 0.7 unchanged (84).
+    if m.get("precision") is not None and m["precision"] < 1:
+        quality = min(quality, s.unsupported_cap)
     return round(quality, 4)
 
 

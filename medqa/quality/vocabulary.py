@@ -138,7 +138,8 @@ EPONYM_RE = re.compile(
     r"(?:\s+[a-z]+(?:-[a-z]+)?){0,2}\s+(sign|reflex|triad|tetrad|test|"
     r"manoeuvre|maneuver|phenomenon|criteria|crease|node|nodes|law|rule|score|index|syndrome|disease|enteropathy|point|pattern|"
     r"breathing|respiration|ratio|spots?|lines?|murmur|classification|stages?|scale|flush|rash|ring|tap|macules?|papules?|"
-    r"patch|plaques?|nodules?|lesions?|stain|staining|bodies|inclusions?|dots|clefts|rods|granules|assay)\b"
+    r"patch|plaques?|nodules?|lesions?|stain|staining|bodies|inclusions?|dots|clefts|rods|granules|assay|folds?|creases|"
+    r"crescents?|sounds|stippling|bands?|waves?|notch|streaks?|marks?|halo|hump)\b"
 )
 KNOWN_EPONYMS = frozenset(
     """heinz howell jolly schuffner schüffner maurer dohle döhle cabot pappenheimer ziemann james romanowsky
@@ -155,7 +156,8 @@ KNOWN_EPONYMS = frozenset(
     de musset samter saint beck levine's hollenhorst janeway koplik kayser fleischer bitot auer reed
     sternberg giemsa wright leishman field shilling willebrand cameron hashimoto crigler najjar dubin waterhouse
     friderichsen bernard soulier glanzmann fanconi diamond blackfan barlow hutchinson peutz jeghers osler rendu
-    weber lynch gardner zenker meckel hirschsprung""".split()
+    weber lynch gardner zenker meckel hirschsprung korotkoff prinzmetal wellens kimmelstiel somogyi perls heyde
+    de winter sgarbossa osborn mobitz wenckebach lichtstein""".split()
 )  # fmt: skip
 # Named scores, indices and tests ("Harrington Renin Index", "Okafor-Lindqvist Parasite Burden Score"): a surname
 # (or two, hyphenated), up to three capitalised words, then the kind of instrument; the surname must be a known one.

@@ -31,6 +31,7 @@ class QualitySettings:
     precision_power: float = 2.0  # content x precision ** this (S / (S + U) of the answer's claims)
     harm_scale: float = 10.0  # content x max(0, 1 + harm points / this); rubric points are negative
     unchecked_cap: float = 0.85  # at most this with a specific claim no reference fact or rule checks (1: no cap)
+    unsupported_cap: float = 0.8  # at most this with any claim labelled unsupported (1: no cap)
     unchecked_min_words: int = 5  # words of 3+ letters that make an unchecked item a specific claim
     # The held-out generation eval (medqa.probing.heldout_eval), answered at every eval beside the probes.
     heldout_questions: int = 86  # questions (stratified subset when fewer than the set has); 0 = off
@@ -47,7 +48,7 @@ class QualitySettings:
             raise ValueError(f"quality.weights: unknown component(s) {unknown}; allowed: {sorted(DEFAULT_WEIGHTS)}")
         if any(w < 0 for w in self.weights.values()) or not any(self.weights.values()):
             raise ValueError(f"quality.weights must be >= 0 and not all 0, got {dict(self.weights)}")
-        for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall", "unchecked_cap"):
+        for key in ("forbidden_penalty", "invented_penalty", "min_fact_recall", "unchecked_cap", "unsupported_cap"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"quality.{key}={getattr(self, key)}: must be in [0, 1]")
         if self.unchecked_min_words < 1:
