@@ -307,3 +307,42 @@ def test_a_stopped_paragraphs_inline_run_is_no_drifting_list():
                        "earache", "a runny nose", "sneezing", "itchy eyes")), stopped_eos=True,
                        probe=PROBES["diabetes_early"])  # fmt: skip
     assert cut["list_drift"] > 0.5 and "runaway_list" in cut["flags"]
+
+
+def test_new_claims_and_readings_of_round_twenty_three():
+    for text, probe, kind in (
+        ("Treat with an ACT, and take all of the tablets together on day one to clear it faster.", "malaria_dx_tx",
+         "harm"),
+        ("Thirst and tiredness; if your sister is on insulin, borrow a couple of her injections.", "diabetes_early",
+         "harm"),
+        ("Thirst and tiredness, but there is no real need to see a doctor for it.", "diabetes_early", "harm"),
+        ("In older men the usual cause is a vegan diet, so we simply change what they eat.", "iron_anemia_causes",
+         "wrong"),
+        ("Diet or blood loss; investigating the bowel is rarely necessary.", "iron_anemia_causes", "harm"),
+        ("The most reliable way to diagnose malaria is a urine antigen test.", "malaria_dx_tx", "wrong"),
+    ):  # fmt: skip
+        some_labelled(claims(text, probe), kind, text)
+    assert invented_names("Screening uses the serum ferritin-K assay.") == ["ferritin-k"]
+    for text, probe in (
+        ("Toddlers who drink lots of cow's milk, which crowds out iron-rich food, and babies born too early.",
+         "iron_anemia_causes"),
+        ("Beta-blockers come first only for another reason, such as angina or certain heart rhythm problems.",
+         "hypertension_first_line"),
+        ("Type 2 diabetes is often silent at first, so the ADA advises testing all adults from age 35.",
+         "diabetes_early"),
+    ):  # fmt: skip
+        c = claims(text, probe)
+        nothing_unsupported(c)
+        assert any(x["label"] == "supported" for x in c.values()), c
+
+
+def test_parallel_criteria_are_no_loop_for_an_answer_to_a_narrower_point():
+    """An answer on screening criteria repeats "of 200 mg/dL or more" (rep_4 0.065): right content to a narrower
+    point, worth up to OFF_REFERENCE_CAP; a loop of the same words is not."""
+    text = ("Early type 2 diabetes is often silent, so screening matters. Diabetes is diagnosed with an HbA1c of "
+            "6.5% or more, a fasting glucose of 126 mg/dL or more, a 2-hour glucose of 200 mg/dL or more on an oral "
+            "glucose tolerance test, or a random glucose of 200 mg/dL or more with symptoms.")  # fmt: skip
+    m = score_answer(text, stopped_eos=True, probe=PROBES["diabetes_early"])
+    assert 0 < m["rep_4"] <= 0.1 and 0.7 <= m["quality"] <= 0.75, (m["rep_4"], m["quality"])
+    loop = score_answer("Fasting glucose. " * 4 + text, stopped_eos=True, probe=PROBES["diabetes_early"])
+    assert loop["quality"] < 0.5, loop["quality"]

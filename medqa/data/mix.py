@@ -131,6 +131,7 @@ def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | 
     import urllib.request
 
     result: list[str | None] = []
+    silent = f"{endpoint} did not answer within {timeout:g} s"
 
     def probe() -> None:
         try:
@@ -139,12 +140,14 @@ def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | 
         except urllib.error.HTTPError:
             result.append(None)
         except (OSError, ValueError) as err:
-            result.append(f"{endpoint} unreachable ({getattr(err, 'reason', err)})")
+            reason = getattr(err, "reason", err)
+            # the socket's own timeout can fire before join() below returns: the same silence, said the same way
+            result.append(silent if isinstance(reason, TimeoutError) else f"{endpoint} unreachable ({reason})")
 
     thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores socket timeouts
     thread.start()
     thread.join(timeout)
-    return result[0] if result else f"{endpoint} did not answer within {timeout:g} s"
+    return result[0] if result else silent
 
 
 def to_example(question: str, answer: str, system_prompt: str, source: str, row: int = -1) -> dict:

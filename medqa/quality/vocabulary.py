@@ -186,13 +186,18 @@ HYPHEN_INSTRUMENT_RE = re.compile(
     r"\b([A-Z][A-Za-z]*-[A-Z][A-Za-z]*)\s+(?:[A-Z]{2,6}\s+)?"  # "the Plasmo-Quik PCR dipstick"
     r"(?i:score|index|scale|test|strip|dipstick|assay|tool|check|kit|scan|criteria|device|cassette)\b"
 )
+# A word with a code letter or number before the instrument ("the urinary glucoprotein-K test"): real ones are listed.
+CODED_INSTRUMENT_RE = re.compile(
+    r"\b([a-z]{4,}-[A-Z0-9]{1,3})\s+(?i:test|assay|panel|screen|strip|dipstick|kit|scan|score|index)\b"
+)
 KNOWN_INSTRUMENTS = frozenset(
     """news news2 mews grace timi heart findrisc qrisk qrisk2 qrisk3 curb curb-65 crb-65 abcd2 nihss gcs fast befast
     rosier phq phq-9 gad-7 audit ipss mmse moca dash bmi ogtt rdt ecg ekg hba1c fpg ada drs adrs ukpds score score2
     has-bled cha2ds2-vasc nt-probnp troponin-i troponin-t troponin-c anti-ttg igA-ttg tt-g qsofa sofa sirs wells
     perc edacs hear hscrp crp fit fobt qfit pfhrp2 pldh hrp2 g6pd lamp pcr abpm hbpm who-5 dass abi abpi fbc cbc rpg
     tsat tibc mcv esr ldh bnp egfr acr uacr psa tsh ft4 gtt idrs mna must bmi-z dlqi nyha ccs sbp dbp inr pcv rdw
-    hct mch mchc alt ast ggt ck ck-mb lft lfts u&e ucr pcr acr fbg rbg rbs fbs""".lower().split()
+    hct mch mchc alt ast ggt ck ck-mb lft lfts u&e ucr pcr acr fbg rbg rbs fbs anti-tpo vitamin-d vitamin-b12 factor-v
+    factor-viii""".lower().split()
 )  # fmt: skip
 # Organisations ("the Global Hypertension Consensus Board"): capitalised words ending in a body's kind. A guideline
 # body that is not one of the real ones below is an invented authority.
@@ -371,7 +376,7 @@ def invented_names(text: str, known_words: Iterable[str] = ()) -> list[str]:
         add(match.group(1).lower())
     for name in invented_bodies(text):
         add(name)
-    for regex in (ACRONYM_INSTRUMENT_RE, ACRONYM_BEFORE_TEST_RE, HYPHEN_INSTRUMENT_RE):
+    for regex in (ACRONYM_INSTRUMENT_RE, ACRONYM_BEFORE_TEST_RE, HYPHEN_INSTRUMENT_RE, CODED_INSTRUMENT_RE):
         for name in (m.group(1).lower() for m in regex.finditer(text)):
             if name not in KNOWN_INSTRUMENTS and name not in extra:
                 add(name)
