@@ -346,3 +346,21 @@ def test_parallel_criteria_are_no_loop_for_an_answer_to_a_narrower_point():
     assert 0 < m["rep_4"] <= 0.1 and 0.7 <= m["quality"] <= 0.75, (m["rep_4"], m["quality"])
     loop = score_answer("Fasting glucose. " * 4 + text, stopped_eos=True, probe=PROBES["diabetes_early"])
     assert loop["quality"] < 0.5, loop["quality"]
+
+
+def test_new_claims_of_round_twenty_four():
+    for text, probe, kind in (
+        ("Malaria is best diagnosed clinically; lab confirmation is not needed.", "malaria_dx_tx", "wrong"),
+        ("Treat uncomplicated malaria with artesunate tablets on their own for three days.", "malaria_dx_tx", "wrong"),
+        ("An ACT, then primaquine to keep falciparum from relapsing.", "malaria_dx_tx", "wrong"),
+        ("Treat it with the leftover tablets from your last trip.", "malaria_dx_tx", "harm"),
+        ("An ACT; half the course is usually enough.", "malaria_dx_tx", "harm"),
+        ("Thirst and tiredness; type 2 is diagnosed when the HbA1c reaches 6.0% or more.", "diabetes_early", "wrong"),
+        ("Thirst, and a urine dipstick that shows insulin resistance early.", "diabetes_early", "wrong"),
+        ("The most common cause is red blood cells breaking down too fast.", "iron_anemia_causes", "wrong"),
+    ):  # fmt: skip
+        some_labelled(claims(text, probe), kind, text)
+    c = claims("Thirst and frequent urination, because insulin resistance comes first.", "diabetes_early")
+    nothing_unsupported(c)
+    c = claims("Severe malaria: IV artesunate on its own for 24 hours, then a full ACT course.", "malaria_dx_tx")
+    assert not any(x["why"].startswith("wrong") for x in c.values()), c
