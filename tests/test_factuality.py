@@ -317,6 +317,8 @@ def test_invented_guideline_bodies_and_named_scores_are_caught():
 # it"), for the sets the scorer was tuned on (the old scorer scored 0.64-0.72 on 2-7). Each set's first-look number,
 # before any tuning on it, is in README "How far to trust it".
 BLIND_FLOORS = {n: 0.95 for n in range(1, 131)}
+# 131 and 134 (round twenty-five, two of four sets came back in time; scored once by commit 30db5c5, not tuned on).
+BLIND_FLOORS.update({131: 0.95, 134: 0.95})
 # 21 and 22 were never tuned on (first look 0.925 and 0.927; 0.939 and 0.942 after the rules written for 25-26).
 # 71-78 (session 16) were not tuned on: 71-74 came in after round nine's rules, 75-78 after the unchecked cap.
 BLIND_FLOORS.update({n: 0.93 for n in (*range(1, 8), 21, 22, *range(71, 79), 93, 100, 102)})
